@@ -1,0 +1,110 @@
+"""`botq.connect()`: a connection pool on the configured or the local PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from botq.db.local import LocalServer
+from botq.db.migrate import migrate
+from botq.errors import ConfigError
+
+if TYPE_CHECKING:
+    from botq.queue.activity import ActivityLog
+    from botq.queue.taskqueue import TaskQueue
+
+URL_ENV = "BOTQ_DATABASE_URL"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, fit for messages and logs."""
+    return re.sub(
+        r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=[^&\s]*", "password=***", url)
+    )
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL: the argument, else $BOTQ_DATABASE_URL, else the local server's."""
+    if url:
+        return url
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    return LocalServer().ensure_running()
+
+
+class Database:
+    """A psycopg 3 connection pool plus the queue and activity log that use it."""
+
+    def __init__(self, url: str, *, max_size: int = 16, apply_migrations: bool = True) -> None:
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="botq",
+            timeout=30,
+        )
+        try:
+            self.pool.open(wait=True, timeout=15)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {redact(url)}: check that the server runs and "
+                f"the URL is right (set {URL_ENV}, or unset it to use botq's local server)"
+            ) from exc
+        if apply_migrations:
+            with self.connection() as conn:
+                migrate(conn)
+        self._queue: TaskQueue | None = None
+        self._activity: ActivityLog | None = None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    @property
+    def queue(self) -> TaskQueue:
+        if self._queue is None:
+            from botq.queue.taskqueue import TaskQueue
+
+            self._queue = TaskQueue(self)
+        return self._queue
+
+    @property
+    def activity(self) -> ActivityLog:
+        if self._activity is None:
+            from botq.queue.activity import ActivityLog
+
+            self._activity = ActivityLog(self)
+        return self._activity
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({redact(self.url)!r})"
+
+
+def connect(url: str | None = None, *, max_size: int = 16) -> Database:
+    """Connect to `url`, $BOTQ_DATABASE_URL, or the local server (started if needed).
+
+    Migrations are applied on connect (under an advisory lock, so concurrent starts are safe).
+    """
+    return Database(resolve_url(url), max_size=max_size)

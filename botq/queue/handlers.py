@@ -1,0 +1,101 @@
+"""Handler registration (`@botq.handler`), retry policy, and the context a handler receives."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from random import Random
+from typing import TYPE_CHECKING, Any
+
+from botq.errors import QueueError
+
+if TYPE_CHECKING:
+    from botq.db.database import Database
+    from botq.queue.model import Task
+
+HandlerFn = Callable[["Context", dict[str, Any]], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff: attempt k waits base_s·2^(k-1), capped at cap_s, times 1±jitter.
+
+    A jitter below 1/3 keeps every wait longer than the one before (until the cap).
+    """
+
+    base_s: float = 1.0
+    cap_s: float = 300.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.base_s <= 0 or self.cap_s < self.base_s:
+            raise QueueError("RetryPolicy needs 0 < base_s <= cap_s")
+        if not 0 <= self.jitter < 1 / 3:
+            raise QueueError("RetryPolicy.jitter must be in [0, 1/3) so waits keep growing")
+
+    def delay_s(self, attempt: int, rng: Random | None = None) -> float:
+        """The wait before the retry that follows failed attempt number `attempt` (1-based)."""
+        raw = min(self.cap_s, self.base_s * 2.0 ** max(attempt - 1, 0))
+        u = (rng or _rng).uniform(-self.jitter, self.jitter)
+        return raw * (1.0 + u)
+
+
+_rng = Random()
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    name: str
+    fn: HandlerFn
+    retry: RetryPolicy | None = None
+
+
+_registry: dict[str, Handler] = {}
+
+
+def handler(name: str, *, retry: RetryPolicy | None = None) -> Callable[[HandlerFn], HandlerFn]:
+    """Register `fn(ctx, payload) -> dict | None` as the handler of task type `name`.
+
+    Registering a name again replaces the earlier handler (re-running a notebook cell).
+    """
+    if not isinstance(name, str) or not name:
+        raise QueueError("@botq.handler needs the task type name, e.g. @botq.handler('Backtest')")
+
+    def register(fn: HandlerFn) -> HandlerFn:
+        _registry[name] = Handler(name, fn, retry)
+        return fn
+
+    return register
+
+
+def registered() -> dict[str, Handler]:
+    """The handlers registered in this process, by task type."""
+    return dict(_registry)
+
+
+class Context:
+    """What a running handler gets: its task, the database, progress and cancellation."""
+
+    __slots__ = ("task", "db", "_cancel", "_progress", "_started")
+
+    def __init__(self, task: Task, db: Database) -> None:
+        self.task = task
+        self.db = db
+        self._cancel = threading.Event()
+        self._progress: tuple[float, str] | None = None
+        self._started = time.monotonic()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the task was cancelled (or the worker lost its lease): stop soon."""
+        return self._cancel.is_set()
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (0..1) and a short message; written to the database in batches."""
+        self._progress = (min(max(float(fraction), 0.0), 1.0), str(message)[:500])
+
+    def _take_progress(self) -> tuple[float, str] | None:
+        value, self._progress = self._progress, None
+        return value

@@ -1,0 +1,173 @@
+-- Every state change is one guarded statement; writes from a worker carry its lease token, so
+-- a worker that lost its lease (presumed dead, then woke up) changes nothing.
+
+-- name: enqueue
+INSERT INTO botq_tasks (type, payload, priority, max_retries, run_after, dedupe_key, parent_id)
+VALUES (%(type)s, %(payload)s, %(priority)s, %(max_retries)s, coalesce(%(run_after)s, now()),
+        %(dedupe_key)s, %(parent_id)s)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING id
+
+-- name: id_by_dedupe_key
+SELECT id FROM botq_tasks WHERE dedupe_key = %(dedupe_key)s
+
+-- name: enqueue_many
+INSERT INTO botq_tasks (type, payload, priority, max_retries, parent_id)
+SELECT t.type, t.payload, %(priority)s, %(max_retries)s, %(parent_id)s
+FROM unnest(%(types)s::text[], %(payloads)s::jsonb[]) WITH ORDINALITY AS t (type, payload, n)
+ORDER BY t.n
+RETURNING id
+
+-- name: get
+SELECT * FROM botq_tasks WHERE id = %(id)s
+
+-- name: list_all
+SELECT * FROM botq_tasks
+WHERE (%(type)s::text IS NULL OR type = %(type)s)
+ORDER BY id DESC LIMIT %(limit)s
+
+-- name: list_by_status
+SELECT * FROM botq_tasks
+WHERE status = ANY(%(statuses)s::botq_task_status[])
+  AND (%(type)s::text IS NULL OR type = %(type)s)
+ORDER BY id DESC LIMIT %(limit)s
+
+-- name: counts
+SELECT status::text, sum(n)::bigint FROM botq_task_counts GROUP BY status
+
+-- name: counts_exact
+SELECT status::text, count(*) FROM botq_tasks GROUP BY status
+
+-- name: children_counts
+SELECT status::text, count(*) FROM botq_tasks WHERE parent_id = %(id)s GROUP BY status
+
+-- name: cancel
+-- A pending task is cancelled at once; a running one is asked to stop (its handler sees
+-- ctx.cancelled); children of the task (bulk runs) are cancelled with it.
+WITH target AS (
+    SELECT id, status FROM botq_tasks
+    WHERE (id = %(id)s OR parent_id = %(id)s) AND status IN ('pending', 'running')
+    FOR UPDATE
+), done AS (
+    UPDATE botq_tasks t
+    SET status = CASE WHEN target.status = 'pending' THEN 'cancelled'::botq_task_status
+                      ELSE t.status END,
+        finished_at = CASE WHEN target.status = 'pending' THEN now() ELSE t.finished_at END,
+        cancel_requested = true
+    FROM target WHERE t.id = target.id
+    RETURNING t.id, t.status::text
+)
+SELECT id, status, pg_notify('botq_cancel', id::text) FROM done
+
+-- name: retry
+UPDATE botq_tasks
+SET status = 'pending', run_after = now(), attempts = 0, cancel_requested = false,
+    error = NULL, traceback = NULL, result = NULL, finished_at = NULL, started_at = NULL,
+    progress = 0, progress_message = '', lease_token = NULL, worker_id = NULL
+WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+RETURNING id, pg_notify('botq_tasks', '')
+
+-- name: claim
+WITH next AS (
+    SELECT id FROM botq_tasks
+    WHERE status = 'pending' AND run_after <= now()
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+    ORDER BY priority, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE botq_tasks t
+SET status = 'running', attempts = t.attempts + 1, started_at = now(), heartbeat_at = now(),
+    lease_expires_at = now() + make_interval(secs => %(lease_s)s), lease_token = gen_random_uuid(),
+    worker_id = %(worker_id)s, progress = 0, progress_message = ''
+FROM next WHERE t.id = next.id
+RETURNING t.*
+
+-- name: next_due
+SELECT extract(epoch FROM min(run_after) - now()) FROM botq_tasks WHERE status = 'pending'
+
+-- name: finish
+-- Batched end of attempts: completed, cancelled, failed for good, or back to pending for a
+-- retry (run_after pushed out by the backoff the worker computed).
+UPDATE botq_tasks t
+SET status = f.status::botq_task_status,
+    result = f.result,
+    error = f.error,
+    traceback = f.traceback,
+    errors = CASE WHEN f.error IS NULL THEN t.errors
+                  ELSE t.errors || jsonb_build_array(jsonb_build_object(
+                      'attempt', t.attempts, 'at', now(), 'error', f.error)) END,
+    run_after = CASE WHEN f.status = 'pending' THEN now() + make_interval(secs => f.delay_s)
+                     ELSE t.run_after END,
+    finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END,
+    progress = CASE WHEN f.status = 'completed' THEN 1 ELSE t.progress END,
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(statuses)s::text[], %(results)s::jsonb[],
+            %(errors)s::text[], %(tracebacks)s::text[], %(delays)s::float8[])
+     AS f (id, token, status, result, error, traceback, delay_s)
+WHERE t.id = f.id AND t.lease_token = f.token AND t.status = 'running'
+RETURNING t.id, t.status::text, t.type, t.error, t.attempts
+
+-- name: release
+-- Hand claimed tasks back (graceful stop, prefetched work not started): no attempt counted.
+UPDATE botq_tasks t
+SET status = 'pending', attempts = greatest(t.attempts - 1, 0), lease_token = NULL,
+    lease_expires_at = NULL, worker_id = NULL, started_at = NULL
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r (id, token)
+WHERE t.id = r.id AND t.lease_token = r.token AND t.status = 'running'
+RETURNING t.id, pg_notify('botq_tasks', '')
+
+-- name: release_started
+-- Hand back tasks whose handler did not finish before a graceful stop's timeout: the attempt
+-- counts, the task runs again at once elsewhere.
+UPDATE botq_tasks t
+SET status = 'pending', lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
+    run_after = now(), error = 'released: worker stopped before the task finished'
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r (id, token)
+WHERE t.id = r.id AND t.lease_token = r.token AND t.status = 'running'
+RETURNING t.id, pg_notify('botq_tasks', '')
+
+-- name: heartbeat
+-- Extend leases, write progress, and report which tasks were asked to stop.
+UPDATE botq_tasks t
+SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+    progress = coalesce(h.progress, t.progress),
+    progress_message = coalesce(h.message, t.progress_message)
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(progress)s::real[], %(messages)s::text[])
+     AS h (id, token, progress, message)
+WHERE t.id = h.id AND t.lease_token = h.token AND t.status = 'running'
+RETURNING t.id, t.cancel_requested
+
+-- name: expire_leases
+-- Tasks whose worker stopped heartbeating: back to pending (the attempt counted at claim), or
+-- failed when no retry is left.
+UPDATE botq_tasks
+SET status = CASE WHEN attempts > max_retries THEN 'failed'::botq_task_status
+                  ELSE 'pending'::botq_task_status END,
+    finished_at = CASE WHEN attempts > max_retries THEN now() END,
+    error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating',
+    errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempts, 'at', now(),
+        'error', 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating')),
+    lease_token = NULL, lease_expires_at = NULL, run_after = now()
+WHERE status = 'running' AND lease_expires_at < now()
+RETURNING id, type, status::text, worker_id
+
+-- name: recover_stale
+UPDATE botq_tasks
+SET status = 'pending', lease_token = NULL, lease_expires_at = NULL, run_after = now(),
+    error = 'recovered: running for longer than ' || %(running_for_s)s || ' s'
+WHERE status = 'running' AND started_at < now() - make_interval(secs => %(running_for_s)s)
+RETURNING id, type, worker_id
+
+-- name: purge
+WITH gone AS (
+    DELETE FROM botq_tasks
+    WHERE id IN (
+        SELECT id FROM botq_tasks
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND finished_at < now() - make_interval(secs => %(older_than_s)s)
+        LIMIT %(batch)s
+    )
+    RETURNING 1
+)
+SELECT count(*) FROM gone
