@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
     from botq.queue.taskqueue import TaskQueue
 
 URL_ENV = "BOTQ_DATABASE_URL"
+# A pooled connection idle for longer than this is checked before use, so that the first call
+# after a server restart gets a fresh connection instead of an error.
+CHECK_IDLE_AFTER_S = 1.0
+
+
+def _check_if_idle(conn: psycopg.Connection) -> None:
+    used_at = getattr(conn, "_botq_used_at", None)
+    if used_at is None or time.monotonic() - used_at > CHECK_IDLE_AFTER_S:
+        ConnectionPool.check_connection(conn)
 
 
 def redact(url: str) -> str:
@@ -43,6 +53,14 @@ class Database:
 
     def __init__(self, url: str, *, max_size: int = 16, apply_migrations: bool = True) -> None:
         self.url = url
+        try:  # fail fast, with the server's own words, before a pool starts retrying
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}. Check that "
+                f"the server runs and the URL is right (set {URL_ENV}, or unset it to use "
+                "botq's local server)"
+            ) from None
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -51,6 +69,7 @@ class Database:
             open=False,
             name="botq",
             timeout=30,
+            check=_check_if_idle,
         )
         try:
             self.pool.open(wait=True, timeout=15)
@@ -70,7 +89,10 @@ class Database:
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled autocommit connection."""
         with self.pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                conn._botq_used_at = time.monotonic()  # type: ignore[attr-defined]
 
     @property
     def queue(self) -> TaskQueue:
