@@ -556,13 +556,11 @@ class Worker:
         lost = {r[0] for r in rows} - {task_id for task_id, _ in alive}
         with self._cv:
             for task_id in cancel | lost:
-                item = self._active.get(task_id)
-                if item is not None and item.ctx is not None:
-                    item.ctx._cancel.set()
-            for task_id in lost:
-                # Finished or handed back in the meantime, or our lease is gone: stop holding.
-                if task_id in self._active:
-                    log.warning("task %d: lease lost; its result will not be written", task_id)
+                running = self._active.get(task_id)
+                if running is not None and running.ctx is not None:
+                    running.ctx._cancel.set()
+                    if task_id in lost:  # not merely finished in the meantime: our lease is gone
+                        log.warning("task %d: lease lost; its result will not be written", task_id)
 
     def _release_stuck_prefetch(self, now: float) -> None:
         """Hand back claimed tasks that have waited over a second behind a slow handler."""

@@ -25,17 +25,19 @@ def test_cli_end_to_end_on_a_fresh_home(tmp_path: Path) -> None:
         assert url == server.url
         res = run_botq("db", "status", home=home)
         assert res.returncode == 0 and "running:  yes" in res.stdout
-        assert run_botq("db", "migrate", home=home).stdout.strip() in (
-            "schema is up to date",
-        ) or "applied" in run_botq("db", "migrate", home=home).stdout
+        assert (
+            run_botq("db", "migrate", home=home).stdout.strip() in ("schema is up to date",)
+            or "applied" in run_botq("db", "migrate", home=home).stdout
+        )
 
         res = run_botq("demo", "--tasks", "8", home=home)
         assert res.returncode == 0, res.stdout + res.stderr
         assert "11/11 tasks finished as expected" in res.stdout
         assert "DemoFlaky" in res.stdout and "cancelled" in res.stdout
 
-        res = run_botq("enqueue", "Sleep", "--payload", '{"seconds": 0.1}', "--priority", "high",
-                       home=home)
+        res = run_botq(
+            "enqueue", "Sleep", "--payload", '{"seconds": 0.1}', "--priority", "high", home=home
+        )
         assert res.returncode == 0, res.stderr
         sleep_id = int(res.stdout.strip())
 
@@ -49,8 +51,9 @@ def test_cli_end_to_end_on_a_fresh_home(tmp_path: Path) -> None:
             assert run_botq("db", "status", home=home).returncode == 3
             time.sleep(0.5)
             assert run_botq("db", "start", home=home).returncode == 0
-            res = run_botq("enqueue", "Sleep", "--payload", '{"seconds": 0.05}', "--wait", "60",
-                           home=home)
+            res = run_botq(
+                "enqueue", "Sleep", "--payload", '{"seconds": 0.05}', "--wait", "60", home=home
+            )
             assert res.returncode == 0, res.stdout + res.stderr
             assert json.loads(res.stdout.splitlines()[1])["attempt"] == 1
         finally:

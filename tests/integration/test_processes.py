@@ -98,7 +98,7 @@ def test_workers_survive_a_postgresql_restart(own_server: LocalServer) -> None:
         db.queue.enqueue_many([("Record", {"sleep_s": 0.004}) for _ in range(n)])
         workers = [start_worker(url) for _ in range(2)]
         try:
-            wait_until(lambda: 100 < db.queue.counts()["completed"], timeout=60)
+            wait_until(lambda: db.queue.counts()["completed"] > 100, timeout=60)
             own_server.stop()
             time.sleep(1.0)
             own_server.ensure_running()
@@ -119,14 +119,24 @@ def test_workers_survive_a_postgresql_restart(own_server: LocalServer) -> None:
 def test_three_workers_enqueue_each_period_once(db: Database, db_url: str, tmp_path: Path) -> None:
     script = tmp_path / "periodic.py"
     script.write_text(
-        "import botq\n"
-        "botq.every(1.0, 'Noop', {'source': 'clock'}, priority='low', name='tick')\n"
+        "import botq\nbotq.every(1.0, 'Noop', {'source': 'clock'}, priority='low', name='tick')\n"
     )
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "botq", "worker", "--import", "tests.support.handlers",
-             "--import", str(script)],
-            env=botq_env(db_url), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "botq",
+                "worker",
+                "--import",
+                "tests.support.handlers",
+                "--import",
+                str(script),
+            ],
+            env=botq_env(db_url),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         for _ in range(3)
@@ -157,8 +167,14 @@ def test_concurrent_migrations_are_applied_once(server: dict[str, object]) -> No
             "with psycopg.connect(sys.argv[1], autocommit=True) as c: print(migrate(c))\n"
         )
         procs = [
-            subprocess.Popen([sys.executable, "-c", code, url], env=botq_env(), cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", code, url],
+                env=botq_env(),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for _ in range(6)
         ]
         results = [p.communicate(timeout=120) for p in procs]

@@ -28,7 +28,7 @@ def test_enqueue_and_get_round_trip(db: Database) -> None:
 
 def test_enqueue_many_keeps_input_order_in_one_statement(db: Database) -> None:
     parent = db.queue.enqueue("Bulk", {})
-    items = [("T%d" % (i % 3), {"i": i}) for i in range(500)]
+    items = [(f"T{i % 3}", {"i": i}) for i in range(500)]
     ids = db.queue.enqueue_many(items, priority="low", parent_id=parent)
     assert len(ids) == 500
     assert ids == sorted(ids)
