@@ -1,0 +1,1 @@
+"""Market data: candles, the Kraken client, synthetic and imported data (see DESIGN.md)."""
