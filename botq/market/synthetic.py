@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 from numba import njit
 
+from botq.market.candles import Candles
 from botq.market.trades_nb import CANDLE_FIELDS, NS_PER_MINUTE
 
 __all__ = ["synthetic"]
@@ -47,15 +48,15 @@ def synthetic(
     price: float | None = None,
     drift: float = 0.0,
     vol: float = 0.6,
-) -> dict[str, np.ndarray]:
+) -> Candles:
     """`periods` deterministic 1-minute candles for `pair` from `start` (UTC, floored to a minute).
 
     `price` is the first open (default: a plausible level for the base asset, else 100);
     `drift` the annual log drift (0.1 = +10 %/year); `vol` the annualised volatility (0.6 =
-    60 %). Returns botq candle arrays: time (int64 epoch-ns), open, high, low, close, volume,
-    trades (int64), vwap.
+    60 %).
     """
-    return _synthetic_arrays(pair, start, periods, seed, price=price, drift=drift, vol=vol)
+    arrays = _synthetic_arrays(pair, start, periods, seed, price=price, drift=drift, vol=vol)
+    return Candles.from_arrays(pair, arrays)
 
 
 def _synthetic_arrays(

@@ -13,11 +13,10 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-__all__ = ["CANDLE_FIELDS", "NS_PER_MINUTE", "trades_to_candles", "trades_to_minutes_kernel"]
+from botq.market.candles import FIELDS as CANDLE_FIELDS
+from botq.market.timeframes import NS_PER_MINUTE
 
-#: Column names (and order) of botq's candle arrays.
-CANDLE_FIELDS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap")
-NS_PER_MINUTE = 60_000_000_000
+__all__ = ["CANDLE_FIELDS", "NS_PER_MINUTE", "trades_to_candles", "trades_to_minutes_kernel"]
 
 
 def _minute_index(t):  # pragma: no cover - replaced by the numba overload below

@@ -16,7 +16,7 @@ START_NS = 1_704_067_200 * 1_000_000_000
 
 @pytest.fixture(scope="module")
 def candles() -> dict[str, np.ndarray]:
-    return synthetic("BTC/USD", START, 50_000, seed=42)
+    return synthetic("BTC/USD", START, 50_000, seed=42).arrays()
 
 
 def _acf(x: np.ndarray, lag: int) -> float:
@@ -92,7 +92,7 @@ def test_start_forms() -> None:
 
 def test_empty_and_bad_arguments() -> None:
     empty = synthetic("BTC/USD", START, 0)
-    assert all(a.size == 0 for a in empty.values())
+    assert len(empty) == 0 and all(a.size == 0 for a in empty.arrays().values())
     with pytest.raises(ValueError, match="periods"):
         synthetic("BTC/USD", START, -1)
     with pytest.raises(ValueError, match="nanoseconds"):

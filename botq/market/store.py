@@ -1,0 +1,291 @@
+"""The candle store: 1-minute candles in PostgreSQL, written with COPY, read straight into NumPy.
+
+Writes go through binary COPY (built with NumPy, no Python object per row): straight into
+botq_candles when the minutes are new, else into a temporary table and one upsert, so
+re-writing a range replaces rows instead of duplicating them. Triggers keep botq_candle_days,
+the same candles packed one row per pair and UTC day, which reads decode with `np.frombuffer`:
+a million minutes arrive as ~700 rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from botq.errors import MarketDataError
+from botq.market.candles import Candles
+from botq.market.timeframes import NS_PER_MINUTE, timeframe_minutes
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from botq.db.database import Database
+
+# PostgreSQL's binary timestamps count microseconds from 2000-01-01.
+PG_EPOCH_US = 946_684_800_000_000
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_HEADER = _COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_TRAILER = b"\xff\xff"
+
+# One row of the binary COPY stream: field count, then (length, value) per field.
+_ROW_IN = np.dtype(
+    [
+        ("n", ">i2"),
+        ("pair_len", ">i4"), ("pair", ">i2"),
+        ("ts_len", ">i4"), ("ts", ">i8"),
+        ("open_len", ">i4"), ("open", ">f8"),
+        ("high_len", ">i4"), ("high", ">f8"),
+        ("low_len", ">i4"), ("low", ">f8"),
+        ("close_len", ">i4"), ("close", ">f8"),
+        ("volume_len", ">i4"), ("volume", ">f8"),
+        ("trades_len", ">i4"), ("trades", ">i4"),
+        ("vwap_len", ">i4"), ("vwap", ">f8"),
+    ]
+)  # fmt: skip
+_COLUMN_DTYPES = {
+    "ts": ">i8", "open": ">f8", "high": ">f8", "low": ">f8", "close": ">f8",
+    "volume": ">f8", "trades": ">i4", "vwap": ">f8",
+}  # fmt: skip
+
+PAIR_ID = """
+WITH found AS (SELECT id FROM botq_pairs WHERE name = %(name)s),
+     made AS (
+        INSERT INTO botq_pairs (name) SELECT %(name)s WHERE NOT EXISTS (SELECT 1 FROM found)
+        ON CONFLICT (name) DO NOTHING RETURNING id)
+SELECT id FROM found UNION ALL SELECT id FROM made
+"""
+FIND_PAIR = "SELECT id FROM botq_pairs WHERE name = %(name)s"
+CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS botq_candles_staging
+    (LIKE botq_candles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+COPY_COLUMNS = "(pair_id, ts, open, high, low, close, volume, trades, vwap)"
+COPY_IN = f"COPY botq_candles_staging {COPY_COLUMNS} FROM STDIN (FORMAT BINARY)"
+COPY_DIRECT = f"COPY botq_candles {COPY_COLUMNS} FROM STDIN (FORMAT BINARY)"
+# Names botq's per-pair write lock among advisory locks (with the pair id as second key).
+WRITE_LOCK_KEY = 0x63616E64  # "cand"
+UPSERT = """
+INSERT INTO botq_candles SELECT * FROM botq_candles_staging
+ON CONFLICT (pair_id, ts) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, trades = EXCLUDED.trades, vwap = EXCLUDED.vwap
+"""
+SELECT_DAYS = """
+SELECT ts, open, high, low, close, volume, trades, vwap FROM botq_candle_days
+WHERE pair_id = %(pair_id)s
+  AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
+  AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
+ORDER BY day
+"""
+LOCK_PAIR = "SELECT pg_advisory_xact_lock(%(key)s, %(pair_id)s)"
+OVERLAP = """
+SELECT EXISTS (
+    SELECT 1 FROM botq_candles WHERE pair_id = %(pair_id)s AND ts >= %(first)s AND ts <= %(last)s
+)
+"""
+LAST_TS = "SELECT max(ts) FROM botq_candles WHERE pair_id = %(pair_id)s"
+COVERAGE = """
+SELECT p.name, min(c.ts), max(c.ts), count(*)
+FROM botq_candles c JOIN botq_pairs p ON p.id = c.pair_id
+GROUP BY p.name ORDER BY p.name
+"""
+GAPS = """
+SELECT ts + interval '1 minute' AS gap_start, next_ts AS gap_end FROM (
+    SELECT ts, lead(ts) OVER (ORDER BY ts) AS next_ts
+    FROM botq_candles WHERE pair_id = (SELECT id FROM botq_pairs WHERE name = %(name)s)
+) s
+WHERE next_ts - ts > interval '1 minute'
+ORDER BY next_ts - ts DESC LIMIT %(limit)s
+"""
+GET_CURSOR = "SELECT source, cursor FROM botq_sync_state WHERE pair_id = %(pair_id)s"
+SET_CURSOR = """
+INSERT INTO botq_sync_state (pair_id, source, cursor) VALUES (%(pair_id)s, %(source)s, %(cursor)s)
+ON CONFLICT (pair_id) DO UPDATE SET source = EXCLUDED.source, cursor = EXCLUDED.cursor,
+    updated_at = now()
+"""
+
+
+def _pair_id(conn: psycopg.Connection, pair: str, *, create: bool) -> int | None:
+    row = conn.execute(PAIR_ID if create else FIND_PAIR, {"name": pair}).fetchone()
+    if row is None and create:  # lost a race with another writer: the row exists now
+        row = conn.execute(FIND_PAIR, {"name": pair}).fetchone()
+    return None if row is None else int(row[0])
+
+
+def encode_copy(pair_id: int, candles: Candles) -> bytes:
+    """Candles as a PostgreSQL binary COPY stream for botq_candles (vectorised)."""
+    n = len(candles)
+    rows = np.empty(n, _ROW_IN)
+    rows["n"] = 9
+    sizes = {"pair": 2, "ts": 8, "trades": 4}
+    for name in ("pair", "ts", "open", "high", "low", "close", "volume", "trades", "vwap"):
+        rows[f"{name}_len"] = sizes.get(name, 8)
+    rows["pair"] = pair_id
+    rows["ts"] = candles.time // 1000 - PG_EPOCH_US
+    for name in ("open", "high", "low", "close", "volume", "vwap"):
+        rows[name] = getattr(candles, name)
+    rows["trades"] = np.clip(candles.trades, 0, 2**31 - 1)
+    return _HEADER + rows.tobytes() + _TRAILER
+
+
+def decode_days(rows: list[tuple[bytes, ...]]) -> dict[str, np.ndarray]:
+    """Join packed day rows (SELECT_DAYS) into candle columns."""
+    out: dict[str, np.ndarray] = {}
+    for i, (name, dtype) in enumerate(_COLUMN_DTYPES.items()):
+        raw = np.frombuffer(b"".join(row[i] for row in rows), dtype)
+        key = "time" if name == "ts" else name
+        if name == "ts":
+            out[key] = (raw.astype(np.int64) + PG_EPOCH_US) * 1000
+        else:
+            out[key] = raw.astype(np.int64 if name == "trades" else np.float64)
+    return out
+
+
+def write_candles(
+    db: Database,
+    candles: Candles,
+    pair: str | None = None,
+    *,
+    cursor: tuple[str, str | None] | None = None,
+) -> int:
+    """Store 1-minute candles (replacing rows of the same minutes); return how many.
+
+    Forming candles (`complete` False) are not stored: only closed minutes are final.
+    `cursor=(source, position)` saves a sync's resume point in the same transaction, so a
+    crash never leaves candles without their cursor or the reverse.
+    """
+    pair = pair or candles.pair
+    if not pair:
+        raise MarketDataError("write_candles needs a pair name (Candles.pair or pair=...)")
+    if candles.timeframe != "1m":
+        raise MarketDataError(
+            f"the store keeps 1-minute candles; these are {candles.timeframe}. "
+            "Store 1m candles and resample on load"
+        )
+    closed = candles if candles.complete.all() else candles._take(candles.complete)
+    if not len(closed) and cursor is None:
+        return 0
+    if np.any(closed.time % NS_PER_MINUTE):
+        raise MarketDataError("candle times must fall on whole minutes (UTC)")
+    with db.connection() as conn, conn.transaction():
+        pair_id = _pair_id(conn, pair, create=True)
+        assert pair_id is not None
+        if len(closed):
+            conn.execute(LOCK_PAIR, {"key": WRITE_LOCK_KEY, "pair_id": pair_id})
+            bounds = {
+                "pair_id": pair_id,
+                "first": _as_datetime(int(closed.time[0])),
+                "last": _as_datetime(int(closed.time[-1])),
+            }
+            data = encode_copy(pair_id, closed)
+            if conn.execute(OVERLAP, bounds).fetchone() == (False,):
+                with conn.cursor().copy(COPY_DIRECT) as copy:  # new minutes only: straight in
+                    copy.write(data)
+            else:
+                conn.execute(CREATE_STAGING)
+                with conn.cursor().copy(COPY_IN) as copy:
+                    copy.write(data)
+                conn.execute(UPSERT)
+        if cursor is not None:
+            conn.execute(SET_CURSOR, {"pair_id": pair_id, "source": cursor[0], "cursor": cursor[1]})
+    return len(closed)
+
+
+def _to_ns(value: datetime | str | int | np.datetime64 | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.as_unit("ns").value)
+
+
+def _as_datetime(ns: int | None) -> datetime | None:
+    if ns is None:
+        return None
+    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
+
+
+def load(
+    db: Database,
+    pair: str,
+    start: datetime | str | int | None = None,
+    end: datetime | str | int | None = None,
+    timeframe: str = "1m",
+) -> Candles:
+    """Candles of `pair` with start <= time < end (UTC; int = ns), aggregated to `timeframe`.
+
+    Buckets are UTC-aligned; a trailing bucket that `end` (or the data) does not cover to its
+    close is marked incomplete (`complete[-1]` False).
+    """
+    width = timeframe_minutes(timeframe) * NS_PER_MINUTE
+    start_ns, end_ns = _to_ns(start), _to_ns(end)
+    if start_ns is not None and timeframe != "1m":
+        start_ns -= start_ns % width  # whole buckets only
+    with db.connection() as conn:
+        pair_id = _pair_id(conn, pair, create=False)
+        if pair_id is None:
+            raise MarketDataError(
+                f"no candles stored for {pair!r}; sync them first with "
+                f"db.queue.enqueue('HistorySync', {{'pair': {pair!r}}}), or store some with "
+                "botq.market.write_candles"
+            )
+        params = {"pair_id": pair_id, "start": _as_datetime(start_ns), "end": _as_datetime(end_ns)}
+        rows = conn.cursor(binary=True).execute(SELECT_DAYS, params).fetchall()
+    candles = Candles.from_arrays(pair, decode_days(rows)).between(start_ns, end_ns)
+    if timeframe == "1m":
+        return candles
+    return candles.resample(timeframe, until_ns=end_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What is stored for one pair: first and last candle, count, and missing minutes."""
+
+    pair: str
+    first: datetime
+    last: datetime
+    count: int
+    missing_minutes: int
+    largest_gaps: list[tuple[datetime, datetime]]
+
+
+def coverage(db: Database, *, gaps: int = 5) -> list[Coverage]:
+    """Per pair: first and last candle, count, missing minutes and the largest gaps."""
+    out = []
+    with db.connection() as conn:
+        for name, first, last, count in conn.execute(COVERAGE).fetchall():
+            span = int((last - first).total_seconds() // 60) + 1
+            holes = conn.execute(GAPS, {"name": name, "limit": gaps}).fetchall()
+            largest = [(a, b) for a, b in holes]
+            out.append(Coverage(name, first, last, int(count), span - int(count), largest))
+    return out
+
+
+def last_candle_ns(db: Database, pair: str) -> int | None:
+    """The time of the newest stored candle of `pair` (ns), or None."""
+    with db.connection() as conn:
+        pair_id = _pair_id(conn, pair, create=False)
+        if pair_id is None:
+            return None
+        row = conn.execute(LAST_TS, {"pair_id": pair_id}).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return _to_ns(row[0])
+
+
+def sync_cursor(db: Database, pair: str) -> tuple[str, str | None] | None:
+    """(source, cursor) saved by the last history sync of `pair`, or None."""
+    with db.connection() as conn:
+        pair_id = _pair_id(conn, pair, create=False)
+        if pair_id is None:
+            return None
+        row = conn.execute(GET_CURSOR, {"pair_id": pair_id}).fetchone()
+    return None if row is None else (row[0], row[1])

@@ -1,0 +1,128 @@
+"""The candle store on a real PostgreSQL: exact round trips, idempotent writes, timeframes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from botq import MarketDataError
+from botq.db.database import Database
+from botq.market import Candles, coverage, last_candle_ns, load, synthetic, write_candles
+from botq.market.timeframes import NS_PER_MINUTE
+
+COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap")
+
+
+def assert_same(a: Candles, b: Candles) -> None:
+    assert len(a) == len(b)
+    for name in COLUMNS:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_round_trip_is_exact(db: Database) -> None:
+    candles = synthetic("BTC/USD", "2026-01-01", 5000, seed=3)
+    arrays = candles.arrays()
+    arrays["vwap"] = arrays["vwap"].copy()
+    arrays["vwap"][::7] = np.nan  # sources without a vwap
+    candles = Candles.from_arrays("BTC/USD", arrays)
+    assert write_candles(db, candles) == 5000
+    assert_same(load(db, "BTC/USD"), candles)
+    assert last_candle_ns(db, "BTC/USD") == candles.time[-1]
+    assert last_candle_ns(db, "NOPE/USD") is None
+
+
+def test_rewriting_a_range_replaces_rows_without_duplicates(db: Database) -> None:
+    candles = synthetic("ETH/USD", "2026-02-01", 3000, seed=4)
+    write_candles(db, candles)
+    part = candles.between(candles.time[1000], candles.time[2500])
+    changed = part.arrays()
+    changed["close"] = changed["close"] * 1.01
+    changed["high"] = np.maximum(changed["high"], changed["close"])
+    write_candles(db, Candles.from_arrays("ETH/USD", changed))
+    write_candles(db, Candles.from_arrays("ETH/USD", changed))
+    loaded = load(db, "ETH/USD")
+    assert len(loaded) == 3000
+    np.testing.assert_array_equal(loaded.close[1000:2500], changed["close"])
+    np.testing.assert_array_equal(loaded.close[:1000], candles.close[:1000])
+    with db.connection() as conn:
+        rows = conn.execute("SELECT count(*), count(DISTINCT ts) FROM botq_candles").fetchone()
+        days = conn.execute("SELECT sum(n) FROM botq_candle_days").fetchone()
+    assert rows == (3000, 3000) and days == (3000,)
+
+
+def test_forming_candle_is_never_stored(db: Database) -> None:
+    arrays = synthetic("SOL/USD", "2026-03-01", 10, seed=5).arrays()
+    complete = np.ones(10, bool)
+    complete[-1] = False
+    assert write_candles(db, Candles.from_arrays("SOL/USD", arrays, complete=complete)) == 9
+    assert len(load(db, "SOL/USD")) == 9
+
+
+def test_load_bounds_and_higher_timeframes_match_pandas(db: Database) -> None:
+    candles = synthetic("BTC/USD", "2026-01-01 00:00", 3 * 1440 + 130, seed=6)
+    write_candles(db, candles)
+    window = load(db, "BTC/USD", "2026-01-01 10:05", "2026-01-02 03:00")
+    assert window.time[0] == pd.Timestamp("2026-01-01 10:05", tz="UTC").value
+    assert window.time[-1] == pd.Timestamp("2026-01-02 02:59", tz="UTC").value
+
+    frame = candles.to_pandas()
+    for tf, rule in [("5m", "5min"), ("15m", "15min"), ("1h", "1h"), ("4h", "4h"), ("1d", "1D")]:
+        got = load(db, "BTC/USD", timeframe=tf).to_pandas()
+        ref = frame.resample(rule).agg(
+            {
+                "open": "first",
+                "high": "max",
+                "low": "min",
+                "close": "last",
+                "volume": "sum",
+                "trades": "sum",
+            }
+        )
+        pd.testing.assert_frame_equal(got[ref.columns], ref, check_freq=False, rtol=1e-12)
+        # the data ends 2h10m into the fourth day: only a bucket it does not cover is forming
+        last_end = got.index[-1] + pd.Timedelta(rule)
+        assert got["complete"].iloc[-1] == (last_end <= frame.index[-1] + pd.Timedelta("1min"))
+        assert got["complete"].iloc[:-1].all()
+    day = load(db, "BTC/USD", "2026-01-02", "2026-01-03", timeframe="1d")
+    assert len(day) == 1 and day.complete[0]  # `end` covers the whole day
+    hours = load(db, "BTC/USD", "2026-01-02 00:30", "2026-01-02 05:30", timeframe="1h")
+    assert hours.time[0] == pd.Timestamp("2026-01-02 00:00", tz="UTC").value  # whole buckets
+    assert list(hours.complete) == [True] * 5 + [False]
+
+
+def test_coverage_reports_gaps(db: Database) -> None:
+    candles = synthetic("BTC/USD", "2026-01-01", 1000, seed=7)
+    keep = np.ones(1000, bool)
+    keep[100:160] = False  # an hour missing
+    keep[500:505] = False
+    write_candles(
+        db, Candles.from_arrays("BTC/USD", {k: v[keep] for k, v in candles.arrays().items()})
+    )
+    write_candles(db, synthetic("ETH/USD", "2026-01-01", 10, seed=7))
+    (btc, eth) = coverage(db)
+    assert (btc.pair, btc.count, btc.missing_minutes) == ("BTC/USD", 935, 65)
+    assert btc.first == pd.Timestamp("2026-01-01", tz="UTC")
+    start, end = btc.largest_gaps[0]
+    assert (end - start).total_seconds() == 60 * 60
+    assert pd.Timestamp(start) == pd.Timestamp(candles.time[100], tz="UTC")
+    assert (eth.count, eth.missing_minutes, eth.largest_gaps) == (10, 0, [])
+
+
+def test_days_stay_consistent_after_sql_deletes(db: Database) -> None:
+    write_candles(db, synthetic("BTC/USD", "2026-01-01", 3 * 1440, seed=8))
+    with db.connection() as conn:
+        conn.execute("DELETE FROM botq_candles WHERE ts >= '2026-01-02 12:00+00'")
+    loaded = load(db, "BTC/USD")
+    assert len(loaded) == 1440 + 720
+    assert (np.diff(loaded.time) == NS_PER_MINUTE).all()
+
+
+def test_clear_errors(db: Database) -> None:
+    with pytest.raises(MarketDataError, match="no candles stored for 'DOGE/USD'.*HistorySync"):
+        load(db, "DOGE/USD")
+    write_candles(db, synthetic("BTC/USD", "2026-01-01", 10))
+    with pytest.raises(MarketDataError, match="timeframe '2h'"):
+        load(db, "BTC/USD", timeframe="2h")
+    with pytest.raises(MarketDataError, match="1-minute"):
+        write_candles(db, synthetic("BTC/USD", "2026-01-01", 120).resample("1h"))
