@@ -90,6 +90,7 @@ LAST_TS = "SELECT max(ts) FROM botq_candles WHERE pair_id = %(pair_id)s"
 COVERAGE = """
 SELECT p.name, min(c.ts), max(c.ts), count(*)
 FROM botq_candles c JOIN botq_pairs p ON p.id = c.pair_id
+WHERE %(name)s::text IS NULL OR p.name = %(name)s
 GROUP BY p.name ORDER BY p.name
 """
 GAPS = """
@@ -257,13 +258,13 @@ class Coverage:
     largest_gaps: list[tuple[datetime, datetime]]
 
 
-def coverage(db: Database, *, gaps: int = 5) -> list[Coverage]:
-    """Per pair: first and last candle, count, missing minutes and the largest gaps."""
+def coverage(db: Database, pair: str | None = None, *, gaps: int = 5) -> list[Coverage]:
+    """Per pair (or just `pair`): first and last candle, count, missing minutes, largest gaps."""
     out = []
     with db.connection() as conn:
-        for name, first, last, count in conn.execute(COVERAGE).fetchall():
+        for name, first, last, count in conn.execute(COVERAGE, {"name": pair}).fetchall():
             span = int((last - first).total_seconds() // 60) + 1
-            holes = conn.execute(GAPS, {"name": name, "limit": gaps}).fetchall()
+            holes = conn.execute(GAPS, {"name": name, "limit": gaps}).fetchall() if gaps else []
             largest = [(a, b) for a, b in holes]
             out.append(Coverage(name, first, last, int(count), span - int(count), largest))
     return out

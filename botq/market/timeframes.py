@@ -101,8 +101,8 @@ def resample_arrays(
         arrays["volume"],
         arrays["trades"],
         arrays["vwap"],
-        np.int64(width_ns),
-        np.int64(horizon_ns),
+        int(width_ns),
+        int(horizon_ns),
     )
     names = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "complete")
     return dict(zip(names, out, strict=True))

@@ -55,23 +55,29 @@ class Handler:
 _registry: dict[str, Handler] = {}
 
 
-def handler(name: str, *, retry: RetryPolicy | None = None) -> Callable[[HandlerFn], HandlerFn]:
+def handler(
+    name: str, *, retry: RetryPolicy | None = None, builtin: bool = False
+) -> Callable[[HandlerFn], HandlerFn]:
     """Register `fn(ctx, payload) -> dict | None` as the handler of task type `name`.
 
-    Registering a name again replaces the earlier handler (re-running a notebook cell).
+    Registering a name again replaces the earlier handler (re-running a notebook cell);
+    botq's built-in handlers (`builtin=True`) never replace one of yours.
     """
     if not isinstance(name, str) or not name:
         raise QueueError("@botq.handler needs the task type name, e.g. @botq.handler('Backtest')")
 
     def register(fn: HandlerFn) -> HandlerFn:
-        _registry[name] = Handler(name, fn, retry)
+        if not (builtin and name in _registry):
+            _registry[name] = Handler(name, fn, retry)
         return fn
 
     return register
 
 
 def registered() -> dict[str, Handler]:
-    """The handlers registered in this process, by task type."""
+    """The handlers registered in this process (botq's built-ins included), by task type."""
+    import botq.tasks  # noqa: F401 - registers the built-in handlers
+
     return dict(_registry)
 
 

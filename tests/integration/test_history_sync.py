@@ -1,0 +1,136 @@
+"""HistorySync: synthetic, file and Kraken sources; incremental, resumable, through the queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import botq
+from botq.db.database import Database
+from botq.market import coverage, load, synthetic
+from botq.market.files import write_candles_file
+from botq.market.sync import sync_history
+from botq.market.timeframes import NS_PER_MINUTE
+from botq.market.trades_nb import trades_to_candles
+from tests.support.fake_kraken import FakeKraken
+
+START = "2026-01-01T00:00:00Z"
+
+
+def no_gaps_no_dups(db: Database, pair: str) -> None:
+    candles = load(db, pair)
+    assert (np.diff(candles.time) == NS_PER_MINUTE).all()
+
+
+def test_synthetic_sync_is_incremental_and_split_invariant(db: Database) -> None:
+    first = sync_history(
+        db, "BTC/USD", source="synthetic", since=START, until="2026-01-01T06:00:00Z"
+    )
+    assert first.candles_added == 360 and first.missing_minutes == 0
+    second = sync_history(db, "BTC/USD", source="synthetic", until="2026-01-02T00:00:00Z")
+    assert second.candles_added == 1440 - 360  # resumed after the last stored candle
+    assert second.stored == 1440 and second.last == "2026-01-01T23:59:00+00:00"
+    assert (
+        sync_history(db, "BTC/USD", source="synthetic", until="2026-01-02T00:00:00Z").candles_added
+        == 0
+    )
+    no_gaps_no_dups(db, "BTC/USD")
+    # two runs give the same candles as one: the series is anchored at the first `since`
+    one_go = synthetic("BTC/USD", START, 1440, seed=0)
+    np.testing.assert_array_equal(load(db, "BTC/USD").close, one_go.close)
+
+
+def test_file_sync_imports_csv_and_parquet(db: Database, tmp_path: Path) -> None:
+    candles = synthetic("ETH/USD", START, 2000, seed=3)
+    write_candles_file(candles, tmp_path / "eth.parquet")
+    result = sync_history(db, "ETH/USD", source="file", path=tmp_path / "eth.parquet")
+    assert result.candles_added == 2000
+    np.testing.assert_array_equal(load(db, "ETH/USD").vwap, candles.vwap)
+    kraken_csv = tmp_path / "SOLUSD_1.csv"
+    frame = synthetic("SOL/USD", START, 100, seed=4).to_pandas()
+    rows = [
+        f"{int(t.timestamp())},{r.open},{r.high},{r.low},{r.close},{r.volume},{r.trades}"
+        for t, r in frame.iterrows()
+    ]
+    kraken_csv.write_text("\n".join(rows) + "\n")
+    assert sync_history(db, "SOL/USD", source="file", path=kraken_csv).candles_added == 100
+    assert [c.pair for c in coverage(db)] == ["ETH/USD", "SOL/USD"]
+
+
+def test_kraken_trades_sync_pages_resumes_and_matches_a_one_shot_build(db: Database) -> None:
+    fake = FakeKraken(start_s=1_767_225_600, n=4500)  # 2026-01-01, ~5 hours of trades
+    until = int(fake.time_ns[-1]) - int(fake.time_ns[-1]) % NS_PER_MINUTE
+    since = int(fake.time_ns[0]) - int(fake.time_ns[0]) % NS_PER_MINUTE
+    pages = 0
+
+    def stop_after_two() -> bool:
+        nonlocal pages
+        pages += 1
+        return pages >= 2
+
+    partial = sync_history(
+        db,
+        "BTC/USD",
+        source="kraken",
+        since=since,
+        until=until,
+        client=fake.client(),
+        should_stop=stop_after_two,
+    )
+    assert partial.stopped_early and 0 < partial.candles_added
+    rest = sync_history(db, "BTC/USD", source="kraken", until=until, client=fake.client())
+    assert not rest.stopped_early
+    assert fake.calls.count("/0/public/Trades") >= 5
+
+    keep = fake.time_ns < until
+    ref = trades_to_candles(
+        fake.time_ns[keep], fake.price[keep], fake.volume[keep], cursor_ns=until
+    )
+    got = load(db, "BTC/USD")
+    np.testing.assert_array_equal(got.time, ref["time"])
+    for name in ("open", "high", "low", "close", "trades"):
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    np.testing.assert_allclose(got.volume, ref["volume"], rtol=1e-12)
+    np.testing.assert_allclose(got.vwap, ref["vwap"], rtol=1e-12)
+
+
+def test_history_sync_task_through_the_queue(db: Database, tmp_path: Path) -> None:
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text(
+        "time,open,high,low,close,volume\n"
+        "2026-01-01T00:00:00Z,1,2,0.5,1.5,10\n"
+        "2026-01-01T00:01:00Z,1,2,0.5,oops,10\n"
+    )
+    ok = db.queue.enqueue(
+        "HistorySync",
+        {"pair": "BTC/USD", "source": "synthetic", "since": START, "until": "2026-01-01T12:00:00Z"},
+        priority="high",
+    )
+    no_pair = db.queue.enqueue("HistorySync", {"source": "synthetic"})
+    bad_source = db.queue.enqueue("HistorySync", {"pair": "BTC/USD", "source": "ftp"})
+    bad_file = db.queue.enqueue(
+        "HistorySync", {"pair": "X/USD", "source": "file", "path": str(bad_csv)}, max_retries=0
+    )
+    with botq.Worker(db, schedule=False, poll_interval=0.2):
+        tasks = {i: db.queue.wait(i, timeout=60) for i in (ok, no_pair, bad_source, bad_file)}
+    done = tasks[ok]
+    assert done.status == "completed", done.error
+    assert done.result == {
+        "pair": "BTC/USD",
+        "source": "synthetic",
+        "candles_added": 720,
+        "first": "2026-01-01T00:00:00+00:00",
+        "last": "2026-01-01T11:59:00+00:00",
+        "stored": 720,
+        "missing_minutes": 0,
+        "stopped_early": False,
+    }
+    assert tasks[no_pair].status == "failed" and "payload field 'pair'" in tasks[no_pair].error
+    assert tasks[no_pair].attempts == 1
+    assert "'ftp' is not one of kraken, synthetic, file" in tasks[bad_source].error
+    assert "bad.csv, line 3, column 'close': 'oops' is not a number" in tasks[bad_file].error
+    lines = db.activity.list(category="sync")
+    assert lines and lines[0].event == "sync completed" and lines[0].details["pair"] == "BTC/USD"
+    assert pd.Timestamp(load(db, "BTC/USD").time[-1]) == pd.Timestamp("2026-01-01 11:59")

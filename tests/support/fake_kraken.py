@@ -1,0 +1,69 @@
+"""A fake Kraken at the HTTP transport: AssetPairs and Trades answered in Kraken's JSON format."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import httpx
+import numpy as np
+
+from botq.market.kraken import KrakenClient, RateLimiter
+
+ASSET_PAIRS = {
+    "error": [],
+    "result": {
+        "XXBTZUSD": {
+            "altname": "XBTUSD", "wsname": "XBT/USD", "base": "XXBT", "quote": "ZUSD",
+            "pair_decimals": 1, "lot_decimals": 8, "ordermin": "0.00005", "tick_size": "0.1",
+            "status": "online",
+        },
+    },
+}  # fmt: skip
+
+
+class FakeKraken:
+    """Serves a fixed trade history, 1,000 trades per Trades call, like Kraken pages them."""
+
+    def __init__(self, start_s: int, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        gaps = rng.exponential(4.0, n)  # a trade every ~4 s on average
+        self.time_ns = (start_s * 10**9 + np.cumsum(gaps * 1e9)).astype(np.int64)
+        self.price = np.round(37000 * np.exp(np.cumsum(rng.normal(0, 2e-4, n))), 1)
+        self.volume = np.round(rng.exponential(0.05, n), 8)
+        self.calls: list[str] = []
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.calls.append(path)
+        if path.endswith("/AssetPairs"):
+            return httpx.Response(200, json=ASSET_PAIRS)
+        if path.endswith("/Trades"):
+            since = int(request.url.params.get("since", "0"))
+            i = int(np.searchsorted(self.time_ns, since, "left"))
+            rows = []
+            for j in range(i, min(i + 1000, len(self.time_ns))):
+                t = Decimal(int(self.time_ns[j])) / Decimal(10**9)
+                rows.append(
+                    [
+                        f"{self.price[j]:.1f}",
+                        f"{self.volume[j]:.8f}",
+                        float(t),
+                        "b",
+                        "l",
+                        "",
+                        1000 + j,
+                    ]
+                )
+            last = str(int(self.time_ns[i + len(rows) - 1])) if rows else str(since)
+            body = {"error": [], "result": {"XXBTZUSD": rows, "last": last}}
+            return httpx.Response(200, content=json.dumps(body).encode())
+        return httpx.Response(404)
+
+    def client(self) -> KrakenClient:
+        limiter = RateLimiter(public_rate=1e6, public_burst=1e6)
+        return KrakenClient(
+            httpx.Client(transport=httpx.MockTransport(self.handler)),
+            limiter=limiter,
+            sleep=lambda s: None,
+        )
