@@ -97,7 +97,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         print(
             f"botq worker {worker.worker_id} on {redact(db.url)}: concurrency {args.concurrency}, "
-            f"handlers {', '.join(sorted(registered())) or 'none'}"
+            f"handlers {', '.join(registered()) or 'none'}"
             + (f", types {', '.join(args.types)}" if args.types else ""),
             flush=True,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,24 +62,9 @@ class Database:
                 f"the server runs and the URL is right (set {URL_ENV}, or unset it to use "
                 "botq's local server)"
             ) from None
-        self.pool = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_size,
-            kwargs={"autocommit": True},
-            open=False,
-            name="botq",
-            timeout=30,
-            check=_check_if_idle,
-        )
-        try:
-            self.pool.open(wait=True, timeout=15)
-        except PoolTimeout as exc:
-            self.pool.close()
-            raise ConfigError(
-                f"cannot connect to PostgreSQL at {redact(url)}: check that the server runs and "
-                f"the URL is right (set {URL_ENV}, or unset it to use botq's local server)"
-            ) from exc
+        self.pool = _open_pool(url, max_size=max_size, name="botq")
+        self._worker_pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
         if apply_migrations:
             with self.connection() as conn:
                 migrate(conn)
@@ -88,11 +74,29 @@ class Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled autocommit connection."""
-        with self.pool.connection() as conn:
-            try:
-                yield conn
-            finally:
-                conn._botq_used_at = time.monotonic()  # type: ignore[attr-defined]
+        with _using(self.pool) as conn:
+            yield conn
+
+    @contextmanager
+    def worker_connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for the workers' own queue statements (claim, finish, heartbeat).
+
+        Those run with synchronous_commit off: a crash of the server may forget the last
+        fraction of a second of them, which the lease mechanism already covers (a forgotten
+        claim or completion means the task runs again), and it takes a disk flush off the
+        hot path. Handlers' own writes go through `connection()`, durable as usual.
+        """
+        if self._worker_pool is None:
+            with self._lock:
+                if self._worker_pool is None:
+                    self._worker_pool = _open_pool(
+                        self.url,
+                        max_size=4,
+                        name="botq-worker",
+                        options="-c synchronous_commit=off -c enable_bitmapscan=off -c enable_sort=off",
+                    )
+        with _using(self._worker_pool) as conn:
+            yield conn
 
     @property
     def queue(self) -> TaskQueue:
@@ -112,6 +116,8 @@ class Database:
 
     def close(self) -> None:
         """Close every pooled connection."""
+        if self._worker_pool is not None:
+            self._worker_pool.close()
         self.pool.close()
 
     def __enter__(self) -> Database:
@@ -122,6 +128,40 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({redact(self.url)!r})"
+
+
+def _open_pool(url: str, *, max_size: int, name: str, options: str | None = None) -> ConnectionPool:
+    kwargs: dict[str, object] = {"autocommit": True}
+    if options:
+        kwargs["options"] = options
+    pool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs=kwargs,
+        open=False,
+        name=name,
+        timeout=30,
+        check=_check_if_idle,
+    )
+    try:
+        pool.open(wait=True, timeout=15)
+    except PoolTimeout as exc:
+        pool.close()
+        raise ConfigError(
+            f"cannot connect to PostgreSQL at {redact(url)}: check that the server runs and "
+            f"the URL is right (set {URL_ENV}, or unset it to use botq's local server)"
+        ) from exc
+    return pool
+
+
+@contextmanager
+def _using(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    with pool.connection() as conn:
+        try:
+            yield conn
+        finally:
+            conn._botq_used_at = time.monotonic()  # type: ignore[attr-defined]
 
 
 def connect(url: str | None = None, *, max_size: int = 16) -> Database:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -74,11 +75,22 @@ def handler(
     return register
 
 
-def registered() -> dict[str, Handler]:
-    """The handlers registered in this process (botq's built-ins included), by task type."""
-    import botq.tasks  # noqa: F401 - registers the built-in handlers
+# botq's own task types, imported on first use so that a worker starts fast.
+BUILTIN_MODULES = {"HistorySync": "botq.tasks.history_sync"}
 
-    return dict(_registry)
+
+def lookup(name: str) -> Handler | None:
+    """The handler for task type `name`: yours, else botq's built-in (imported now), else None."""
+    found = _registry.get(name)
+    if found is None and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])  # registers it
+        found = _registry.get(name)
+    return found
+
+
+def registered() -> list[str]:
+    """The task types this process can run: registered handlers and botq's built-ins."""
+    return sorted(set(_registry) | set(BUILTIN_MODULES))
 
 
 class Context:

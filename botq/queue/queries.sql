@@ -12,9 +12,10 @@ RETURNING id
 SELECT id FROM botq_tasks WHERE dedupe_key = %(dedupe_key)s
 
 -- name: enqueue_many
+-- `items` is one JSON array of [type, payload] pairs: one document to encode and to parse.
 INSERT INTO botq_tasks (type, payload, priority, max_retries, parent_id)
-SELECT t.type, t.payload, %(priority)s, %(max_retries)s, %(parent_id)s
-FROM unnest(%(types)s::text[], %(payloads)s::jsonb[]) WITH ORDINALITY AS t (type, payload, n)
+SELECT t.item ->> 0, t.item -> 1, %(priority)s, %(max_retries)s, %(parent_id)s
+FROM jsonb_array_elements(%(items)s::jsonb) WITH ORDINALITY AS t (item, n)
 ORDER BY t.n
 RETURNING id
 
@@ -81,7 +82,8 @@ SET status = 'running', attempts = t.attempts + 1, started_at = now(), heartbeat
     lease_expires_at = now() + make_interval(secs => %(lease_s)s), lease_token = gen_random_uuid(),
     worker_id = %(worker_id)s, progress = 0, progress_message = ''
 FROM next WHERE t.id = next.id
-RETURNING t.*
+RETURNING t.id, t.type, t.priority::text, t.payload, t.attempts, t.max_retries, t.run_after,
+          t.created_at, t.started_at, t.parent_id, t.dedupe_key, t.lease_token::text
 
 -- name: next_due
 SELECT extract(epoch FROM min(run_after) - now()) FROM botq_tasks WHERE status = 'pending'
@@ -102,9 +104,9 @@ SET status = f.status::botq_task_status,
     finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END,
     progress = CASE WHEN f.status = 'completed' THEN 1 ELSE t.progress END,
     lease_token = NULL, lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(statuses)s::text[], %(results)s::jsonb[],
-            %(errors)s::text[], %(tracebacks)s::text[], %(delays)s::float8[])
-     AS f (id, token, status, result, error, traceback, delay_s)
+FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+     AS f (id bigint, token uuid, status text, result jsonb, error text, traceback text,
+           delay_s float8)
 WHERE t.id = f.id AND t.lease_token = f.token AND t.status = 'running'
 RETURNING t.id, t.status::text, t.type, t.error, t.attempts
 

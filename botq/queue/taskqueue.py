@@ -117,20 +117,26 @@ class TaskQueue:
         parent_id: int | None = None,
     ) -> list[int]:
         """Add many `(type, payload)` tasks in one round trip; ids in input order."""
-        types: list[str] = []
-        payloads: list[Jsonb] = []
+        pairs: list[tuple[str, Mapping[str, Any]]] = []
         for i, item in enumerate(items):
             try:
                 task_type, payload = item
             except (TypeError, ValueError):
                 raise QueueError(f"items[{i}] must be a (type, payload) pair") from None
-            types.append(_check_type(task_type))
-            payloads.append(Jsonb(check_payload(payload, where=f"items[{i}].payload")))
-        if not types:
+            if not isinstance(payload, Mapping):
+                check_payload(payload, where=f"items[{i}].payload")  # raises with the reason
+            _refuse_secrets(payload, f"items[{i}].payload")
+            pairs.append((_check_type(task_type), payload))
+        if not pairs:
             return []
+        try:
+            document = json.dumps(pairs, allow_nan=False)
+        except (TypeError, ValueError):
+            for i, (_, payload) in enumerate(pairs):  # find the culprit for the message
+                check_payload(payload, where=f"items[{i}].payload")
+            raise
         params = {
-            "types": types,
-            "payloads": payloads,
+            "items": document,
             "priority": parse_priority(priority).value,
             "max_retries": _check_retries(max_retries),
             "parent_id": parent_id,

@@ -17,6 +17,7 @@ batches, long tasks one at a time, so an idle worker elsewhere is never left wit
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -31,15 +32,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from botq.db.database import redact
 from botq.db.sql import load_queries
 from botq.errors import PayloadError
-from botq.queue.handlers import Context, Handler, RetryPolicy, registered
-from botq.queue.model import Task
+from botq.queue.handlers import Context, Handler, RetryPolicy, lookup, registered
+from botq.queue.model import Priority, Status, Task
 from botq.queue.scheduler import due_jobs
 from botq.queue.taskqueue import check_payload
 from botq.secrets import scrub
@@ -56,7 +55,7 @@ _DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 @dataclass(slots=True)
 class _Claimed:
     task: Task
-    token: uuid.UUID
+    token: str
     claimed_at: float
     ctx: Context | None = None
 
@@ -64,9 +63,9 @@ class _Claimed:
 @dataclass(slots=True)
 class _Outcome:
     id: int
-    token: uuid.UUID
+    token: str
     status: str  # completed | failed | cancelled | pending (retry)
-    result: Jsonb | None = None
+    result: dict[str, Any] | None = None
     error: str | None = None
     traceback: str | None = None
     delay_s: float = 0.0
@@ -130,13 +129,14 @@ class Worker:
         self._buffer: deque[_Claimed] = deque()  # claimed, not started
         self._active: dict[int, _Claimed] = {}  # handler running
         self._done: list[_Outcome] = []  # finished, not yet written
-        self._held: dict[int, uuid.UUID] = {}  # every claimed task not yet written back
+        self._held: dict[int, str] = {}  # every claimed task not yet written back
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._runner: threading.Thread | None = None
         self._avg_duration_s: float | None = None
+        self._refill_at = concurrency
         self._last_periodic: dict[str, int] = {}
 
     # -- public ------------------------------------------------------------------------
@@ -193,8 +193,13 @@ class Worker:
         self._stopping.set()
         self._wake.set()
 
-    def _handlers(self) -> dict[str, Handler]:
-        return self._fixed_handlers if self._fixed_handlers is not None else registered()
+    def _lookup(self, task_type: str) -> Handler | None:
+        if self._fixed_handlers is not None:
+            return self._fixed_handlers.get(task_type)
+        return lookup(task_type)
+
+    def _known_types(self) -> list[str]:
+        return sorted(self._fixed_handlers) if self._fixed_handlers is not None else registered()
 
     def _run(self) -> None:
         self._retrying_db(self._startup)
@@ -222,7 +227,7 @@ class Worker:
                 "worker_id": self.worker_id,
                 "concurrency": self.concurrency,
                 "types": self.types,
-                "handlers": sorted(self._handlers()),
+                "handlers": self._known_types(),
                 "recovered_stale": recovered,
             },
         )
@@ -278,7 +283,10 @@ class Worker:
             prefetch = 0
         else:
             prefetch = int(self.prefetch_window_s / max(avg, 1e-6)) * self.concurrency
-        want = min(self.concurrency + prefetch, self.concurrency + self.max_batch)
+        prefetch = min(prefetch, self.max_batch)
+        want = self.concurrency + prefetch
+        # Claim the next batch while half of this one is still queued, so executors never idle.
+        self._refill_at = max(self.concurrency, prefetch // 2)
         with self._cv:
             return want - len(self._buffer) - len(self._active)
 
@@ -286,9 +294,8 @@ class Worker:
         backoff = 0.05
         while not self._stopping.is_set():
             try:
-                self._flush()
                 free = self._capacity()
-                claimed = self._claim(free) if free > 0 else 0
+                claimed = self._cycle(free)
                 backoff = 0.05
             except _DB_ERRORS as exc:
                 self._db_trouble(exc, backoff)
@@ -309,7 +316,7 @@ class Worker:
         if self._done:
             return 0.0
         try:
-            with self.db.connection() as conn:
+            with self.db.worker_connection() as conn:
                 row = conn.execute(Q["next_due"]).fetchone()
         except _DB_ERRORS:
             return self.poll_interval
@@ -318,54 +325,57 @@ class Worker:
             return self.poll_interval
         return min(max(float(due), 0.001), self.poll_interval)
 
-    def _claim(self, limit: int) -> int:
-        params = {
-            "types": self.types,
-            "limit": limit,
-            "lease_s": self.lease_seconds,
-            "worker_id": self.worker_id,
-        }
-        with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(Q["claim"], params).fetchall()
-        if not rows:
+    def _take_done(self) -> list[_Outcome]:
+        with self._cv:
+            batch, self._done = self._done, []
+        return batch
+
+    def _cycle(self, limit: int) -> int:
+        """Write finished attempts back and claim up to `limit` tasks: one round trip."""
+        batch = self._take_done()
+        if not batch and limit <= 0:
             return 0
+        try:
+            with self.db.worker_connection() as conn:
+                with conn.pipeline():
+                    finished = conn.execute(Q["finish"], _finish_params(batch)) if batch else None
+                    claimed = None
+                    if limit > 0:
+                        params = {
+                            "types": self.types,
+                            "limit": limit,
+                            "lease_s": self.lease_seconds,
+                            "worker_id": self.worker_id,
+                        }
+                        claimed = conn.execute(Q["claim"], params)
+                finished_rows = finished.fetchall() if finished is not None else []
+                claimed_rows = claimed.fetchall() if claimed is not None else []
+        except BaseException:
+            with self._cv:
+                self._done[:0] = batch  # keep them for the next try: nothing is lost
+            raise
+        if batch:
+            self._after_finish(batch, finished_rows)
+        if claimed_rows:
+            self._accept(claimed_rows)
+        return len(claimed_rows)
+
+    def _flush(self) -> None:
+        """Write finished attempts back (without claiming)."""
+        self._cycle(0)
+
+    def _accept(self, rows: list[tuple[Any, ...]]) -> None:
         now = time.monotonic()
-        order = {"high": 0, "normal": 1, "low": 2}
-        rows.sort(key=lambda r: (order[r["priority"]], r["id"]))
-        items = [_Claimed(Task.from_row(r), r["lease_token"], now) for r in rows]
+        rows.sort(key=lambda r: (_PRIORITY_RANK[r[2]], r[0]))
+        items = [_Claimed(_claimed_task(r, self.worker_id), r[-1], now) for r in rows]
         with self._cv:
             for item in items:
                 self._held[item.task.id] = item.token
             self._buffer.extend(items)
             self._cv.notify(len(items))
         self.stats.claimed += len(items)
-        return len(items)
 
-    def _flush(self) -> None:
-        """Write finished attempts back in one statement."""
-        with self._cv:
-            if not self._done:
-                return
-            batch = self._done
-            self._done = []
-        try:
-            with self.db.connection() as conn:
-                rows = conn.execute(
-                    Q["finish"],
-                    {
-                        "ids": [o.id for o in batch],
-                        "tokens": [o.token for o in batch],
-                        "statuses": [o.status for o in batch],
-                        "results": [o.result for o in batch],
-                        "errors": [o.error for o in batch],
-                        "tracebacks": [o.traceback for o in batch],
-                        "delays": [o.delay_s for o in batch],
-                    },
-                ).fetchall()
-        except BaseException:
-            with self._cv:
-                self._done[:0] = batch  # keep them for the next try: nothing is lost
-            raise
+    def _after_finish(self, batch: list[_Outcome], rows: list[tuple[Any, ...]]) -> None:
         with self._cv:
             for o in batch:
                 self._held.pop(o.id, None)
@@ -403,7 +413,7 @@ class Worker:
         query = Q["release_started"] if started else Q["release"]
 
         def go() -> None:
-            with self.db.connection() as conn:
+            with self.db.worker_connection() as conn:
                 conn.execute(query, params).fetchall()
 
         self._retrying_db(go, attempts=20)
@@ -439,18 +449,18 @@ class Worker:
                 if self._active.pop(item.task.id, None) is None:
                     continue  # handed back at stop: its token is void anyway
                 self._done.append(outcome)
-                low = len(self._buffer) <= self.concurrency or len(self._done) >= self.max_batch
+                low = len(self._buffer) <= self._refill_at or len(self._done) >= self.max_batch
             if low:
                 self._wake.set()
 
     def _execute(self, item: _Claimed) -> _Outcome:
         task, ctx = item.task, item.ctx
         assert ctx is not None
-        handler = self._handlers().get(task.type)
+        handler = self._lookup(task.type)
         policy = (handler.retry if handler and handler.retry else None) or self.retry
         try:
             if handler is None:
-                known = ", ".join(sorted(self._handlers())) or "none"
+                known = ", ".join(self._known_types()) or "none"
                 raise LookupError(
                     f"no handler for task type {task.type!r} in worker {self.worker_id} "
                     f"(registered: {known}). Register one with @botq.handler({task.type!r}) in "
@@ -458,17 +468,17 @@ class Worker:
                     "types to workers with --types."
                 )
             result = handler.fn(ctx, task.payload)
-            if ctx.cancelled:
-                return _Outcome(task.id, item.token, "cancelled", _jsonb(result))
             if result is not None and not isinstance(result, dict):
                 raise PayloadError(
                     "result", f"handler returned {type(result).__name__}; return a dict or None"
                 )
-            try:
-                body = _jsonb(check_payload(result, where="result") if result else result)
-            except Exception as exc:
-                raise PayloadError("result", str(exc)) from None
-            return _Outcome(task.id, item.token, "completed", body)
+            if result:
+                try:
+                    result = check_payload(result, where="result")
+                except Exception as exc:
+                    raise PayloadError("result", str(exc)) from None
+            status = "cancelled" if ctx.cancelled else "completed"
+            return _Outcome(task.id, item.token, status, result or None)
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not ours
             message = scrub(f"{type(exc).__name__}: {exc}")
             tb = scrub("".join(traceback.format_exception(exc)))
@@ -529,7 +539,7 @@ class Worker:
 
     def _beat(self, full: bool) -> None:
         with self._cv:
-            rows: list[tuple[int, uuid.UUID, float | None, str | None]] = []
+            rows: list[tuple[int, str, float | None, str | None]] = []
             for task_id, item in self._active.items():
                 update = item.ctx._take_progress() if item.ctx is not None else None
                 if update is not None:
@@ -541,7 +551,7 @@ class Worker:
                 rows.extend((i, t, None, None) for i, t in self._held.items() if i not in active)
         if not rows:
             return
-        with self.db.connection() as conn:
+        with self.db.worker_connection() as conn:
             alive = conn.execute(
                 Q["heartbeat"],
                 {
@@ -612,5 +622,49 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
 
 
-def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
+_PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+
+def _claimed_task(row: tuple[Any, ...], worker_id: str) -> Task:
+    """A Task from the claim's narrow RETURNING (see queries.sql, claim)."""
+    (task_id, task_type, priority, payload, attempts, max_retries, run_after, created_at,
+     started_at, parent_id, dedupe_key, _token) = row  # fmt: skip
+    return Task(
+        id=task_id,
+        type=task_type,
+        status=Status.RUNNING,
+        priority=Priority(priority),
+        payload=payload,
+        result=None,
+        error=None,
+        traceback=None,
+        progress=0.0,
+        progress_message="",
+        attempts=attempts,
+        max_retries=max_retries,
+        run_after=run_after,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=None,
+        worker_id=worker_id,
+        parent_id=parent_id,
+        dedupe_key=dedupe_key,
+        heartbeat_at=started_at,
+    )
+
+
+def _finish_params(batch: list[_Outcome]) -> dict[str, str]:
+    """The batch as one JSON document (see queries.sql, finish): one C-level encode."""
+    outcomes = [
+        {
+            "id": o.id,
+            "token": o.token,
+            "status": o.status,
+            "result": o.result,
+            "error": o.error,
+            "traceback": o.traceback,
+            "delay_s": o.delay_s,
+        }
+        for o in batch
+    ]
+    return {"outcomes": json.dumps(outcomes)}

@@ -1,11 +1,6 @@
 """The built-in task handlers: where the queue meets the domain code.
 
-Importing this package registers them (a Worker does it on first use):
+Each module registers one handler when imported; a worker imports it the first time a task of
+that type arrives (see `botq.queue.handlers.BUILTIN_MODULES`):
 HistorySync (candles into the store).
 """
-
-from __future__ import annotations
-
-from botq.tasks import history_sync
-
-__all__ = ["history_sync"]

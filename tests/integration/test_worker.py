@@ -13,6 +13,7 @@ from botq import PayloadError, RetryPolicy, Worker
 from botq.db.database import Database
 from botq.queue.handlers import Handler
 from botq.queue.taskqueue import Q
+from botq.queue.worker import _finish_params, _Outcome
 from tests.support.util import wait_until
 
 FAST_RETRY = RetryPolicy(base_s=0.05, cap_s=0.5, jitter=0.2)
@@ -194,18 +195,8 @@ def test_stale_lease_token_cannot_overwrite_the_new_attempt(db: Database) -> Non
         conn.execute(Q["claim"], {**params, "worker_id": "new"}).fetchall()
 
         def finish(token: uuid.UUID, status: str) -> list[Any]:
-            return conn.execute(
-                Q["finish"],
-                {
-                    "ids": [task_id],
-                    "tokens": [token],
-                    "statuses": [status],
-                    "results": [None],
-                    "errors": [None],
-                    "tracebacks": [None],
-                    "delays": [0.0],
-                },
-            ).fetchall()
+            outcome = _Outcome(task_id, str(token), status)
+            return conn.execute(Q["finish"], _finish_params([outcome])).fetchall()
 
         beat = conn.execute(
             Q["heartbeat"],

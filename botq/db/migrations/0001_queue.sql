@@ -31,10 +31,10 @@ CREATE TABLE botq_tasks (
     dedupe_key       text
 );
 
--- Claiming: the next pending task by priority, then age.
+-- Claiming: the next pending task by priority, then age, read in index order so that a claim
+-- stops after `limit` rows however many tasks wait. (No index on run_after: the planner would
+-- pick it and sort every pending task; delayed tasks are few and simply skipped.)
 CREATE INDEX botq_tasks_claim ON botq_tasks (priority, id) WHERE status = 'pending';
--- When the next delayed task becomes due (so an idle worker sleeps exactly that long).
-CREATE INDEX botq_tasks_due ON botq_tasks (run_after) WHERE status = 'pending';
 -- Lease expiry and stale-task recovery.
 CREATE INDEX botq_tasks_lease ON botq_tasks (lease_expires_at) WHERE status = 'running';
 -- Listing by status / type, newest first; purge by age.

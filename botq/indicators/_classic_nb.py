@@ -1,0 +1,804 @@
+"""Numba kernels for the classic (TA-Lib-defined) indicators.
+
+Every public kernel takes 1-D float64 arrays and returns float64 arrays of the same length,
+following the TA-Lib 0.6+/0.8 C library definition named in its docstring: same warm-up (the
+first ``lookback`` values are NaN), same seeding, same smoothing. Optional ``out`` arguments
+take preallocated arrays (every element is written): NumPy allocates large arrays on huge
+pages, numba's allocator does not, and the page faults of a fresh 8 MB array can cost more than
+the indicator itself, so the registry allocates with NumPy and passes ``out``.
+
+NaN handling, identical for every kernel in this module: a bar is unusable when any input the
+kernel reads is NaN. Each maximal run of usable bars is computed as its own series, exactly as
+TA-Lib would compute that run if it were given alone (TA-Lib itself lets one NaN poison
+everything after it). So a gap costs one warm-up, never the rest of the series, and output at
+unusable bars is NaN.
+
+Numerics: rolling sums and variances are updated in O(1) per bar but keep a running bound of
+their own rounding error and re-sum the window exactly when that bound could exceed ~1e-9 of
+the value (see ``_rolling_mean_run`` and ``_mean_m2_run``). A variance is never taken from
+running sums of x and x**2 around zero, which loses all digits at prices near 60,000.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# A guarded running sum re-sums its window when |value| < _TOL * (sum of magnitudes it has
+# absorbed since the last exact sum), bounding relative error by about eps / _TOL ~ 2e-9 in
+# the worst case; in practice errors stay near 1e-14.
+_TOL = 1e-7
+# A min-max spread at most this fraction of the values is rounding noise (see stochf_nb).
+_FLAT_REL = 1e-12
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _alloc(out: np.ndarray | None, n: int) -> np.ndarray:
+    """out if given (must have length n), else a new array."""
+    if out is None:
+        return np.empty(n, dtype=np.float64)
+    if out.shape[0] != n:
+        raise ValueError("out has the wrong length")
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _nan_like(x: np.ndarray) -> np.ndarray:
+    out = np.empty(x.shape[0], dtype=np.float64)
+    out[:] = np.nan
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _run1(x: np.ndarray, i: int) -> tuple[int, int]:
+    """Return (start, end) of the next NaN-free run of x at or after i; start == n if none."""
+    n = x.shape[0]
+    while i < n and np.isnan(x[i]):
+        i += 1
+    j = i
+    while j < n and not np.isnan(x[j]):
+        j += 1
+    return i, j
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _run4(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, i: int) -> tuple[int, int]:
+    """Next run where none of a, b, c, d is NaN (pass an array twice for fewer inputs).
+
+    Tested through the sum, one branch per bar: a bar mixing +inf and -inf also counts as bad.
+    """
+    n = a.shape[0]
+    while i < n and np.isnan(a[i] + b[i] + c[i] + d[i]):
+        i += 1
+    j = i
+    while j < n and not np.isnan(a[j] + b[j] + c[j] + d[j]):
+        j += 1
+    return i, j
+
+
+# --------------------------------------------------------------------------- run engines
+# A *_run(x, s, e, ...) computes the run that starts at bar s (x[s] is not NaN) and goes on
+# until the first NaN or e, writes every element of out over that span (NaN during warm-up)
+# and returns where it stopped. Hot loops index views from 0 so that LLVM can drop numba's
+# negative-index wraparound, and multiply by 1/p instead of dividing.
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _warm(x: np.ndarray, s: int, w: int, out: np.ndarray) -> int:
+    """Index of the first NaN in x[s:w] (w if none); out[s:that] is set to NaN if one is found."""
+    for k in range(s, w):
+        if np.isnan(x[k]):
+            out[s:k] = np.nan
+            return k
+    return w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) -> int:
+    """Mean of x[i-p+1..i] along the run from s: O(1) per bar with an error-bounded sum.
+
+    The running sum's rounding error is at most eps * err, where err accumulates the
+    magnitudes it has absorbed; when that could exceed eps/_TOL of the sum, the window is
+    re-summed exactly (so a window of zeros after large values yields exactly 0).
+    """
+    w = min(s + p, e)
+    k = _warm(x, s, w, out)
+    if k < w:
+        return k
+    if w - s < p:
+        out[s:w] = np.nan
+        return w
+    ip = 1.0 / p
+    acc = 0.0
+    for k in range(s, w):
+        acc += x[k]
+    out[s : w - 1] = np.nan
+    out[w - 1] = acc * ip
+    xa = x[w:e]
+    xb = x[s : e - p]
+    o = out[w:e]
+    err = 0.0
+    for j in range(xa.shape[0]):
+        a = xa[j]
+        if np.isnan(a):
+            return w + j
+        b = xb[j]
+        acc += a - b
+        err += abs(a) + abs(b) + abs(acc)
+        if abs(acc) < _TOL * err:
+            acc = 0.0
+            for k in range(s + j + 1, s + j + 1 + p):
+                acc += x[k]
+            err = 0.0
+        o[j] = acc * ip
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exact_centred(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float]:
+    """Two-pass sums over x[lo:hi]: centre c (the mean), S1 = sum(x-c), S2 = sum((x-c)**2)."""
+    m = hi - lo
+    c = 0.0
+    for k in range(lo, hi):
+        c += x[k]
+    c /= m
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(lo, hi):
+        d = x[k] - c
+        s1 += d
+        s2 += d * d
+    return c, s1, s2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mean_m2_run(
+    x: np.ndarray,
+    s: int,
+    e: int,
+    p: int,
+    ddof: int,
+    as_std: bool,
+    with_mean: bool,
+    mean_out: np.ndarray,
+    disp_out: np.ndarray,
+) -> int:
+    """Rolling mean and dispersion over windows of p along the run from s.
+
+    disp_out gets M2 / (p - ddof) (a variance), or its square root when as_std. Sums are
+    kept about a centre c near the window mean (set at each exact re-sum), so no digits are
+    lost to the price level; a rounding-error bound triggers an exact two-pass re-sum when
+    needed (flat windows after a move therefore give exactly 0). mean_out may be empty when
+    with_mean is False.
+    """
+    w = min(s + p, e)
+    k = _warm(x, s, w, disp_out)
+    if k < w or w - s < p:
+        disp_out[s:k] = np.nan
+        if with_mean:
+            mean_out[s:k] = np.nan
+        return k
+    disp_out[s : w - 1] = np.nan
+    if with_mean:
+        mean_out[s : w - 1] = np.nan
+    ip = 1.0 / p
+    idn = 1.0 / (p - ddof)
+    c, s1, s2 = _exact_centred(x, s, w)
+    m2 = max(s2 - s1 * s1 * ip, 0.0)
+    disp_out[w - 1] = np.sqrt(m2 * idn) if as_std else m2 * idn
+    if with_mean:
+        mean_out[w - 1] = c + s1 * ip
+    xa = x[w:e]
+    xb = x[s : e - p]
+    do = disp_out[w:e]
+    mo = mean_out[w:e]
+    err = 0.0
+    for j in range(xa.shape[0]):
+        xj = xa[j]
+        if np.isnan(xj):
+            return w + j
+        a = xj - c
+        b = xb[j] - c
+        s1 += a - b
+        s2 += a * a - b * b
+        # bounds eps-scaled rounding of s2 and of s1**2/p: 2|s1|(|a|+|b|+|s1|)/p <= this
+        err += 3.0 * (a * a + b * b + s1 * s1 * ip) + s2
+        m2 = s2 - s1 * s1 * ip
+        if m2 < _TOL * err:
+            c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
+            m2 = s2 - s1 * s1 * ip
+            err = 0.0
+        if m2 < 0.0:
+            m2 = 0.0
+        v = m2 * idn
+        do[j] = np.sqrt(v) if as_std else v
+        if with_mean:
+            mo[j] = c + s1 * ip
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _ema_run(x: np.ndarray, s: int, e: int, p: int, first: int, out: np.ndarray) -> int:
+    """TA-Lib EMA along the run from s: seed = SMA of the p values ending at s+first, then
+    prev = (x - prev) * k + prev with k = 2 / (p + 1) (a fused multiply-add; this form keeps
+    a flat price exactly flat). first >= p - 1 reproduces TA_INT_EMA called with a later start
+    index (how TA-Lib's MACD seeds its fast EMA)."""
+    f = s + first
+    w = min(f + 1, e)
+    k = _warm(x, s, w, out)
+    if k < w:
+        return k
+    if f >= e:
+        out[s:e] = np.nan
+        return e
+    out[s:f] = np.nan
+    acc = 0.0
+    for j in range(f - p + 1, f + 1):
+        acc += x[j]
+    prev = acc / p
+    out[f] = prev
+    kk = 2.0 / (p + 1)
+    xa = x[f + 1 : e]
+    o = out[f + 1 : e]
+    for j in range(xa.shape[0]):
+        v = xa[j]
+        if np.isnan(v):
+            return f + 1 + j
+        prev = (v - prev) * kk + prev
+        o[j] = prev
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _rsi_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) -> int:
+    """TA-Lib RSI (Wilder) along the run from s; 0 when average gain + loss is exactly 0.
+
+    avg = (avg * (p - 1) + move) / p is evaluated as avg * ((p - 1) / p) + move / p."""
+    w = min(s + p + 1, e)
+    k = _warm(x, s, w, out)
+    if k < w:
+        return k
+    if e - s <= p:
+        out[s:e] = np.nan
+        return e
+    out[s : s + p] = np.nan
+    prev = x[s]
+    gain = 0.0
+    loss = 0.0
+    for j in range(s + 1, s + p + 1):
+        d = x[j] - prev
+        prev = x[j]
+        if d < 0.0:
+            loss -= d
+        else:
+            gain += d
+    gain /= p
+    loss /= p
+    tot = gain + loss
+    out[s + p] = 100.0 * (gain / tot) if tot != 0.0 else 0.0
+    ip = 1.0 / p
+    a = (p - 1) * ip
+    xa = x[s + p + 1 : e]
+    o = out[s + p + 1 : e]
+    for j in range(xa.shape[0]):
+        v = xa[j]
+        if np.isnan(v):
+            return s + p + 1 + j
+        d = v - prev
+        prev = v
+        up = d if d > 0.0 else 0.0
+        dn = -d if d < 0.0 else 0.0
+        gain = gain * a + up * ip
+        loss = loss * a + dn * ip
+        tot = gain + loss
+        o[j] = 100.0 * (gain / tot) if tot != 0.0 else 0.0
+    return e
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sma_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Simple moving average: TA-Lib SMA (mean of the last `period` values, lookback p-1)."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        if np.isnan(x[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _rolling_mean_run(x, i, n, period, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ema_offset_nb(
+    x: np.ndarray, period: int, first: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """TA-Lib EMA whose first output (the SMA seed) sits `first` bars into each run.
+
+    first = period - 1 is TA-Lib EMA; first = slow - 1 is the fast EMA inside TA-Lib MACD.
+    """
+    n = x.shape[0]
+    res = _alloc(out, n)
+    if first < period - 1:
+        first = period - 1
+    i = 0
+    while i < n:
+        if np.isnan(x[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _ema_run(x, i, n, period, first, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ema_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Exponential moving average: TA-Lib EMA, k = 2/(p+1), seeded with the SMA of the first
+    p values (TA_COMPATIBILITY_DEFAULT), lookback p-1."""
+    return ema_offset_nb(x, period, period - 1, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rsi_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Relative Strength Index: TA-Lib RSI (Wilder smoothing; the first averages are plain
+    means of p gains/losses), lookback p; 0 on a flat window, as TA-Lib."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        if np.isnan(x[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _rsi_run(x, i, n, period, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _macd_run(
+    x: np.ndarray,
+    s: int,
+    e: int,
+    fast: int,
+    slow: int,
+    signal: int,
+    line: np.ndarray,
+    sig: np.ndarray,
+    hist: np.ndarray,
+    slow_ema: np.ndarray,
+) -> int:
+    """One pass of TA-Lib MACD along the run from s (three EMA chains interleaved)."""
+    i0 = s + slow - 1  # both EMAs are seeded here (TA-Lib starts the fast one late too)
+    w = min(i0 + 1, e)
+    k = _warm(x, s, w, line)
+    if k < w or i0 >= e:
+        line[s:k] = np.nan
+        sig[s:k] = np.nan
+        hist[s:k] = np.nan
+        slow_ema[s:k] = np.nan
+        return k
+    line[s:i0] = np.nan
+    sig[s:i0] = np.nan
+    hist[s:i0] = np.nan
+    slow_ema[s:i0] = np.nan
+    acc = 0.0
+    for j in range(s, i0 + 1):
+        acc += x[j]
+    se = acc / slow
+    acc = 0.0
+    for j in range(i0 - fast + 1, i0 + 1):
+        acc += x[j]
+    fe = acc / fast
+    slow_ema[i0] = se
+    lv = fe - se
+    lsum = lv
+    sv = lv
+    if signal == 1:
+        line[i0] = lv
+        sig[i0] = sv
+        hist[i0] = lv - sv
+    else:
+        line[i0] = np.nan
+        sig[i0] = np.nan
+        hist[i0] = np.nan
+    ks = 2.0 / (slow + 1)
+    kf = 2.0 / (fast + 1)
+    kg = 2.0 / (signal + 1)
+    nwarm = signal - 1  # bars after i0 whose line values only feed the signal's seed
+    xa = x[i0 + 1 : e]
+    so = slow_ema[i0 + 1 : e]
+    lo = line[i0 + 1 : e]
+    go = sig[i0 + 1 : e]
+    ho = hist[i0 + 1 : e]
+    for j in range(xa.shape[0]):
+        v = xa[j]
+        if np.isnan(v):
+            return i0 + 1 + j
+        se = (v - se) * ks + se
+        fe = (v - fe) * kf + fe
+        so[j] = se
+        lv = fe - se
+        if j < nwarm:
+            lsum += lv
+            if j == nwarm - 1:
+                sv = lsum / signal
+                lo[j] = lv
+                go[j] = sv
+                ho[j] = lv - sv
+            else:
+                lo[j] = np.nan
+                go[j] = np.nan
+                ho[j] = np.nan
+            continue
+        sv = (lv - sv) * kg + sv
+        lo[j] = lv
+        go[j] = sv
+        ho[j] = lv - sv
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def macd_slow_nb(
+    x: np.ndarray,
+    fast: int,
+    slow: int,
+    signal: int,
+    out_line: np.ndarray | None = None,
+    out_signal: np.ndarray | None = None,
+    out_hist: np.ndarray | None = None,
+    out_slow: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MACD line, signal, hist and the slow EMA in one pass (see macd_nb).
+
+    The slow EMA equals ema_nb(x, slow) bit for bit, so a requested EMA of the same period
+    is served by this pass instead of being computed again.
+    """
+    if slow < fast:
+        fast, slow = slow, fast
+    n = x.shape[0]
+    line = _alloc(out_line, n)
+    sig = _alloc(out_signal, n)
+    hist = _alloc(out_hist, n)
+    se = _alloc(out_slow, n)
+    i = 0
+    while i < n:
+        if np.isnan(x[i]):
+            line[i] = np.nan
+            sig[i] = np.nan
+            hist[i] = np.nan
+            se[i] = np.nan
+            i += 1
+        else:
+            i = _macd_run(x, i, n, fast, slow, signal, line, sig, hist, se)
+    return line, sig, hist, se
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def macd_nb(
+    x: np.ndarray, fast: int, slow: int, signal: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MACD: TA-Lib MACD (not MACDEXT). Slow EMA as TA-Lib EMA; the fast EMA is seeded with the
+    SMA of the `fast` values ending at bar slow-1 (TA-Lib starts both EMAs there); signal = EMA
+    of the line seeded with the mean of its first `signal` values; line, signal and hist all
+    start at bar slow - 1 + signal - 1. Periods are swapped when slow < fast, as TA-Lib does.
+    Returns (line, signal, hist)."""
+    line, sig, hist, _ = macd_slow_nb(x, fast, slow, signal)
+    return line, sig, hist
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dispersion(
+    x: np.ndarray, period: int, ddof: int, as_std: bool, out: np.ndarray | None
+) -> np.ndarray:
+    n = x.shape[0]
+    res = _alloc(out, n)
+    dummy = np.empty(0, dtype=np.float64)
+    i = 0
+    while i < n:
+        if np.isnan(x[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _mean_m2_run(x, i, n, period, ddof, as_std, False, dummy, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rolling_std_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rolling population standard deviation: TA-Lib STDDEV with nbdev = 1 (lookback p-1),
+    computed with re-centred, error-bounded sums (accurate to ~1e-12 at any price level)."""
+    return _dispersion(x, period, 0, True, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rolling_var_nb(
+    x: np.ndarray, period: int, ddof: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Rolling variance with divisor period - ddof (ddof=0: TA-Lib VAR; ddof=1: pandas var)."""
+    return _dispersion(x, period, ddof, False, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bands_nb(
+    mid: np.ndarray,
+    std: np.ndarray,
+    width: float,
+    out_upper: np.ndarray | None = None,
+    out_lower: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower Bollinger bands from a middle line and a std: mid +/- width * std,
+    with TA-Lib BBANDS' arithmetic (std * width added to / subtracted from mid)."""
+    n = mid.shape[0]
+    up = _alloc(out_upper, n)
+    lo = _alloc(out_lower, n)
+    for i in range(n):
+        d = std[i] * width
+        up[i] = mid[i] + d
+        lo[i] = mid[i] - d
+    return up, lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bbands_nb(
+    x: np.ndarray, period: int, width: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bollinger Bands: TA-Lib BBANDS with matype SMA and nbdevup = nbdevdn = width.
+
+    Returns (upper, middle, lower); middle = SMA, band = width * population std (STDDEV).
+    """
+    mid = sma_nb(x, period)
+    std = rolling_std_nb(x, period)
+    up = np.empty(x.shape[0], dtype=np.float64)
+    bands_nb(mid, std, width, up, std)  # the lower band overwrites the std buffer
+    return up, mid, std
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def stochf_nb(
+    x: np.ndarray,
+    fastk: int,
+    fastd: int,
+    out_k: np.ndarray | None = None,
+    out_d: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fast stochastic of one series against itself: TA-Lib STOCHF(x, x, x, fastk, fastd,
+    SMA) - fastk = 100 * (x - min) / (max - min) over fastk bars, fastd = SMA(fastk, fastd);
+    both start fastk - 1 + fastd - 1 bars into each run, as TA-Lib.
+
+    A flat window gives fastk 0, as TA-Lib; unlike TA-Lib, "flat" includes a spread of at
+    most 1e-12 of the values (rounding noise, e.g. an RSI on a flat price after a move, whose
+    ratio stays constant up to an ulp), where TA-Lib returns 0 or 100 at random.
+    """
+    n = x.shape[0]
+    k = _alloc(out_k, n)
+    i = 0
+    while i < n:
+        s, e = _run1(x, i)
+        k[i:s] = np.nan
+        k[s : min(s + fastk - 1, e)] = np.nan
+        for t in range(s + fastk - 1, e):
+            hi = x[t]
+            lo = x[t]
+            for j in range(t - fastk + 1, t):
+                v = x[j]
+                if v > hi:
+                    hi = v
+                if v < lo:
+                    lo = v
+            diff = (hi - lo) / 100.0
+            flat = hi - lo <= _FLAT_REL * max(abs(hi), abs(lo))
+            k[t] = 0.0 if flat else (x[t] - lo) / diff
+        i = e
+    d = sma_nb(k, fastd, out_d)
+    for t in range(n):
+        if np.isnan(d[t]):
+            k[t] = np.nan
+    return k, d
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def stoch_rsi_nb(
+    x: np.ndarray, period: int, fastk: int, fastd: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stochastic RSI: TA-Lib STOCHRSI(x, period, fastk, fastd, SMA) = STOCHF of RSI(period);
+    returns (fastk, fastd), both with lookback period + fastk - 1 + fastd - 1."""
+    r = rsi_nb(x, period)
+    return stochf_nb(r, fastk, fastd)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def roc_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rate of change: TA-Lib ROC = (x / x[-p] - 1) * 100, 0 where x[-p] == 0; lookback p."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        s, e = _run1(x, i)
+        res[i : min(s + period, e)] = np.nan
+        if s + period < e:
+            xa = x[s + period : e]
+            xb = x[s : e - period]
+            o = res[s + period : e]
+            for j in range(xa.shape[0]):
+                prev = xb[j]
+                o[j] = ((xa[j] / prev) - 1.0) * 100.0 if prev != 0.0 else 0.0
+        i = e
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tr(high: np.ndarray, low: np.ndarray, close: np.ndarray, t: int) -> float:
+    pc = close[t - 1]
+    g = high[t] - low[t]
+    v = abs(pc - high[t])
+    if v > g:
+        g = v
+    v = abs(pc - low[t])
+    if v > g:
+        g = v
+    return g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def trange_nb(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """True range: TA-Lib TRANGE = max(h - l, |h - prev close|, |l - prev close|), lookback 1."""
+    n = close.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        s, e = _run4(high, low, close, close, i)
+        res[i : min(s + 1, n)] = np.nan
+        for t in range(s + 1, e):
+            res[t] = _tr(high, low, close, t)
+        i = e
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _atr_run(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    s: int,
+    e: int,
+    p: int,
+    out: np.ndarray,
+) -> int:
+    """TA-Lib ATR along the run from s (bars with no NaN in high, low, close)."""
+    f = s + p
+    w = min(f + 1, e)
+    for k in range(s, w):
+        if np.isnan(high[k] + low[k] + close[k]):
+            out[s:k] = np.nan
+            return k
+    if f >= e:
+        out[s:e] = np.nan
+        return e
+    out[s:f] = np.nan
+    acc = 0.0
+    for j in range(s + 1, f + 1):
+        acc += _tr(high, low, close, j)
+    prev = acc / p
+    out[f] = prev
+    ip = 1.0 / p
+    a = (p - 1) * ip
+    hh = high[f + 1 : e]
+    ll = low[f + 1 : e]
+    cc = close[f + 1 : e]
+    pc = close[f:e]
+    o = out[f + 1 : e]
+    for j in range(hh.shape[0]):
+        h = hh[j]
+        lo = ll[j]
+        if np.isnan(h + lo + cc[j]):
+            return f + 1 + j
+        c0 = pc[j]
+        g = h - lo
+        v = abs(c0 - h)
+        if v > g:
+            g = v
+        v = abs(c0 - lo)
+        if v > g:
+            g = v
+        prev = prev * a + g * ip
+        o[j] = prev
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def atr_nb(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    period: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Average true range: TA-Lib ATR - seed = mean of the first p true ranges, then Wilder
+    smoothing atr = (atr * (p - 1) + tr) / p, evaluated as atr * ((p-1)/p) + tr / p;
+    lookback p (period 1 is TRANGE)."""
+    n = close.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        if np.isnan(high[i] + low[i] + close[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _atr_run(high, low, close, i, n, period, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _obv_run(close: np.ndarray, volume: np.ndarray, s: int, e: int, out: np.ndarray) -> int:
+    acc = volume[s]
+    prev = close[s]
+    out[s] = acc
+    ca = close[s + 1 : e]
+    va = volume[s + 1 : e]
+    o = out[s + 1 : e]
+    for j in range(ca.shape[0]):
+        c = ca[j]
+        v = va[j]
+        if np.isnan(c + v):
+            return s + 1 + j
+        # branch-free: +volume on an up close, -volume on a down close, nothing if equal
+        acc += v * (np.float64(c > prev) - np.float64(c < prev))
+        o[j] = acc
+        prev = c
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def obv_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """On-balance volume: TA-Lib OBV - starts at the first bar's volume, then adds volume on
+    an up close and subtracts it on a down close; lookback 0. Restarts after a NaN gap."""
+    n = close.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        if np.isnan(close[i] + volume[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _obv_run(close, volume, i, n, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ttm_trend_nb(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    period: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """TTM Trend (J. Carter, "Mastering the Trade"; ProRealCode "TTM trend price" formula):
+    +1 when close > mean of (high + low) / 2 over the previous `period` bars (not the current
+    one), -1 when below, 0 when equal; lookback = period."""
+    n = close.shape[0]
+    res = _alloc(out, n)
+    hl2 = np.empty(n, dtype=np.float64)
+    for t in range(n):
+        hl2[t] = (high[t] + low[t]) / 2.0
+    avg = np.empty(n, dtype=np.float64)
+    i = 0
+    while i < n:
+        s, e = _run4(high, low, close, close, i)
+        res[i : min(s + period, e)] = np.nan
+        if e > s:
+            _rolling_mean_run(hl2, s, e, period, avg)
+        for t in range(s + period, e):
+            a = avg[t - 1]
+            c = close[t]
+            res[t] = 1.0 if c > a else (-1.0 if c < a else 0.0)
+        i = e
+    return res

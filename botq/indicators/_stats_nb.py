@@ -1,0 +1,508 @@
+"""Numba kernels for the statistical indicators (volatility estimators, moments, regimes).
+
+Conventions shared with ``_classic_nb``: float64 in, float64 out, warm-up is NaN, and each
+NaN-free run of bars is computed as its own series (a window never spans a NaN, so a gap
+costs one warm-up). Windowed statistics are computed per window with exact two-pass sums
+(O(period) per bar) unless a kernel says otherwise: they are not on the hot path of a
+backtest and this keeps them exact at any price level.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from botq.indicators._classic_nb import (
+    _alloc,
+    _mean_m2_run,
+    _nan_like,
+    _rolling_mean_run,
+    _run1,
+    rolling_std_nb,
+    rolling_var_nb,
+)
+
+_LN2 = math.log(2.0)
+
+
+@njit(cache=True, nogil=True)
+def log_returns_nb(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Log returns ln(x[t] / x[t-1]); NaN at the first bar of each NaN-free run (and where a
+    price is not positive)."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    if n:
+        res[0] = np.nan
+    for t in range(1, n):
+        res[t] = math.log(x[t] / x[t - 1]) if x[t] > 0.0 and x[t - 1] > 0.0 else np.nan
+    return res
+
+
+@njit(cache=True, nogil=True)
+def rolling_mean_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rolling mean (same definition as TA-Lib SMA; name used for non-price series)."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    i = 0
+    while i < n:
+        s, e = _run1(x, i)
+        res[i:s] = np.nan
+        _rolling_mean_run(x, s, e, period, res)
+        i = e
+    return res
+
+
+@njit(cache=True, nogil=True)
+def zscore_from_nb(
+    x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """(x - mean) / std elementwise; NaN where std is 0 (a flat window has no z-score)."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    for i in range(n):
+        sd = std[i]
+        res[i] = (x[i] - mean[i]) / sd if sd > 0.0 else np.nan
+    return res
+
+
+@njit(cache=True, nogil=True)
+def zscore_nb(x: np.ndarray, period: int) -> np.ndarray:
+    """Rolling z-score: (x - SMA_p) / STDDEV_p with the population std (pandas:
+    (x - x.rolling(p).mean()) / x.rolling(p).std(ddof=0)); NaN when the window is flat."""
+    mean = _nan_like(x)
+    std = _nan_like(x)
+    i = 0
+    n = x.shape[0]
+    while i < n:
+        s, e = _run1(x, i)
+        _mean_m2_run(x, s, e, period, 0, True, True, mean, std)
+        i = e
+    return zscore_from_nb(x, mean, std)
+
+
+@njit(cache=True, nogil=True)
+def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
+    """Percentile rank (0-100] of x[t] among the last `period` values including itself, ties
+    averaged: 100 * (less + (equal + 1) / 2) / p - pandas rolling(p).rank(pct=True) * 100."""
+    out = _nan_like(x)
+    i = 0
+    n = x.shape[0]
+    while i < n:
+        s, e = _run1(x, i)
+        for t in range(s + period - 1, e):
+            v = x[t]
+            less = 0
+            equal = 0
+            for j in range(t - period + 1, t + 1):
+                if x[j] < v:
+                    less += 1
+                elif x[j] == v:
+                    equal += 1
+            out[t] = 100.0 * (less + (equal + 1) / 2.0) / period
+        i = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def parkinson_nb(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
+    """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
+    last `period` bars (not annualised)."""
+    n = high.shape[0]
+    v = _nan_like(high)
+    for t in range(n):
+        if high[t] > 0.0 and low[t] > 0.0:
+            r = math.log(high[t] / low[t])
+            v[t] = r * r
+    m = rolling_mean_nb(v, period)
+    out = _nan_like(high)
+    for t in range(n):
+        if m[t] >= 0.0:
+            out[t] = math.sqrt(m[t] / (4.0 * _LN2))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def garman_klass_nb(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
+) -> np.ndarray:
+    """Garman-Klass (1980) volatility per bar: sqrt(mean(0.5 ln(h/l)^2 - (2 ln 2 - 1)
+    ln(c/o)^2)) over the last `period` bars (not annualised); NaN if the mean is negative
+    (only possible with inconsistent OHLC)."""
+    n = close.shape[0]
+    v = _nan_like(close)
+    c2 = 2.0 * _LN2 - 1.0
+    for t in range(n):
+        if open_[t] > 0.0 and high[t] > 0.0 and low[t] > 0.0 and close[t] > 0.0:
+            hl = math.log(high[t] / low[t])
+            co = math.log(close[t] / open_[t])
+            v[t] = 0.5 * hl * hl - c2 * co * co
+    m = rolling_mean_nb(v, period)
+    out = _nan_like(close)
+    for t in range(n):
+        if m[t] >= 0.0:
+            out[t] = math.sqrt(m[t])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def yang_zhang_nb(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
+) -> np.ndarray:
+    """Yang-Zhang (2000) volatility per bar over `period` bars (not annualised):
+    sqrt(var_o + k var_c + (1 - k) mean_rs), var_o = sample variance of ln(o/prev c),
+    var_c = sample variance of ln(c/o), rs = ln(h/c) ln(h/o) + ln(l/c) ln(l/o),
+    k = 0.34 / (1.34 + (p + 1) / (p - 1)); needs p >= 2, lookback p."""
+    n = close.shape[0]
+    ov = _nan_like(close)
+    cv = _nan_like(close)
+    rs = _nan_like(close)
+    for t in range(n):
+        o, h, lo, c = open_[t], high[t], low[t], close[t]
+        if o > 0.0 and h > 0.0 and lo > 0.0 and c > 0.0:
+            cv[t] = math.log(c / o)
+            rs[t] = math.log(h / c) * math.log(h / o) + math.log(lo / c) * math.log(lo / o)
+            if t > 0 and close[t - 1] > 0.0:
+                ov[t] = math.log(o / close[t - 1])
+    var_o = rolling_var_nb(ov, period, 1)
+    var_c = rolling_var_nb(cv, period, 1)
+    m_rs = rolling_mean_nb(rs, period)
+    k = 0.34 / (1.34 + (period + 1.0) / (period - 1.0))
+    out = _nan_like(close)
+    for t in range(n):
+        v = var_o[t] + k * var_c[t] + (1.0 - k) * m_rs[t]
+        if v >= 0.0:
+            out[t] = math.sqrt(v)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _rescaled_range(r: np.ndarray, lo: int, hi: int) -> float:
+    """R/S of r[lo:hi]: range of cumulative deviations from the mean over the population std;
+    NaN when the chunk is flat."""
+    m = hi - lo
+    mu = 0.0
+    for j in range(lo, hi):
+        mu += r[j]
+    mu /= m
+    cum = 0.0
+    cmax = 0.0
+    cmin = 0.0
+    ss = 0.0
+    for j in range(lo, hi):
+        d = r[j] - mu
+        ss += d * d
+        cum += d
+        if cum > cmax:
+            cmax = cum
+        if cum < cmin:
+            cmin = cum
+    sd = math.sqrt(ss / m)
+    if sd == 0.0:
+        return np.nan
+    return (cmax - cmin) / sd
+
+
+@njit(cache=True, nogil=True)
+def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
+    """Hurst exponent by classic rescaled-range analysis (Hurst 1951; Mandelbrot & Wallis
+    1969), uncorrected, over the last `period` values of r (the registry passes log returns).
+
+    Scales m = period, period // 2, period // 4, ... down to 8; at each scale the window's
+    last (period // m) * m values are cut into chunks of m and their R/S averaged (flat chunks
+    skipped); H = OLS slope of ln(mean R/S) on ln(m). Needs period >= 16 (two scales; the
+    registry asks for >= 32, three scales).
+    Small-sample R/S is biased upward: i.i.d. noise reads about 0.55-0.6 at period 200.
+    """
+    out = _nan_like(r)
+    if period < 16:
+        return out
+    nscales = 0
+    m = period
+    while m >= 8:
+        nscales += 1
+        m //= 2
+    lx = np.empty(nscales, dtype=np.float64)
+    ly = np.empty(nscales, dtype=np.float64)
+    i = 0
+    n = r.shape[0]
+    while i < n:
+        s, e = _run1(r, i)
+        for t in range(s + period - 1, e):
+            m = period
+            ok = True
+            for a in range(nscales):
+                q = period // m
+                tot = 0.0
+                cnt = 0
+                for c in range(q):
+                    hi = t + 1 - c * m
+                    v = _rescaled_range(r, hi - m, hi)
+                    if not np.isnan(v):
+                        tot += v
+                        cnt += 1
+                if cnt == 0 or tot <= 0.0:
+                    ok = False
+                    break
+                lx[a] = math.log(m)
+                ly[a] = math.log(tot / cnt)
+                m //= 2
+            if not ok:
+                continue
+            mx = 0.0
+            my = 0.0
+            for a in range(nscales):
+                mx += lx[a]
+                my += ly[a]
+            mx /= nscales
+            my /= nscales
+            sxy = 0.0
+            sxx = 0.0
+            for a in range(nscales):
+                sxy += (lx[a] - mx) * (ly[a] - my)
+                sxx += (lx[a] - mx) * (lx[a] - mx)
+            out[t] = sxy / sxx
+        i = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def half_life_nb(x: np.ndarray, period: int) -> np.ndarray:
+    """Mean-reversion half-life in bars from an AR(1)/Ornstein-Uhlenbeck fit on price (Chan,
+    "Algorithmic Trading", 2013): OLS of dx[t] = x[t] - x[t-1] on x[t-1] over the `period`
+    prices of the window (period - 1 pairs), half-life = -ln 2 / slope; +inf when slope >= 0
+    (no mean reversion), NaN when the window is flat."""
+    out = _nan_like(x)
+    i = 0
+    n = x.shape[0]
+    npairs = period - 1
+    while i < n:
+        s, e = _run1(x, i)
+        for t in range(s + period - 1, e):
+            mx = 0.0
+            my = 0.0
+            for j in range(t - npairs + 1, t + 1):
+                mx += x[j - 1]
+                my += x[j] - x[j - 1]
+            mx /= npairs
+            my /= npairs
+            sxy = 0.0
+            sxx = 0.0
+            for j in range(t - npairs + 1, t + 1):
+                dx = x[j - 1] - mx
+                sxy += dx * ((x[j] - x[j - 1]) - my)
+                sxx += dx * dx
+            if sxx > 0.0:
+                b = sxy / sxx
+                out[t] = -_LN2 / b if b < 0.0 else np.inf
+        i = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def tercile_regime_nb(v: np.ndarray, period: int) -> np.ndarray:
+    """Regime 1/2/3 from the percentile rank of v[t] among its last `period` values (ties
+    averaged, as percentile_rank_nb): 1 when rank <= 1/3, 3 when rank > 2/3, else 2."""
+    out = _nan_like(v)
+    i = 0
+    n = v.shape[0]
+    while i < n:
+        s, e = _run1(v, i)
+        for t in range(s + period - 1, e):
+            cur = v[t]
+            less = 0
+            equal = 0
+            for j in range(t - period + 1, t + 1):
+                if v[j] < cur:
+                    less += 1
+                elif v[j] == cur:
+                    equal += 1
+            # rank / p = (2 less + equal + 1) / (2 p), compared in integers
+            r3 = 3 * (2 * less + equal + 1)
+            if r3 <= 2 * period:
+                out[t] = 1.0
+            elif r3 > 4 * period:
+                out[t] = 3.0
+            else:
+                out[t] = 2.0
+        i = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def vol_regime_nb(close: np.ndarray, period: int, vol_window: int) -> np.ndarray:
+    """Volatility regime 1 (low) / 2 (normal) / 3 (high): the population std of log returns
+    over `vol_window` bars, placed in terciles of its own last `period` values
+    (tercile_regime_nb); lookback vol_window + period - 1."""
+    return tercile_regime_nb(rolling_std_nb(log_returns_nb(close), vol_window), period)
+
+
+@njit(cache=True, nogil=True)
+def _bad_hlcv(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, t: int) -> bool:
+    return np.isnan(h[t]) or np.isnan(lo[t]) or np.isnan(c[t]) or np.isnan(v[t])
+
+
+@njit(cache=True, nogil=True)
+def vwap_nb(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    session: np.ndarray,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Session VWAP: cumulative sum of typical price (h + l + c) / 3 times volume over the
+    cumulative volume, restarting whenever `session` (an int64 key per bar, e.g. the UTC
+    day number) changes. NaN bars are skipped (NaN out, session continues); NaN until the
+    session has traded volume."""
+    n = close.shape[0]
+    res = _alloc(out, n)
+    pv = 0.0
+    vv = 0.0
+    cur = 0
+    for t in range(n):
+        if t == 0 or session[t] != cur:
+            cur = session[t]
+            pv = 0.0
+            vv = 0.0
+        res[t] = np.nan
+        if _bad_hlcv(high, low, close, volume, t):
+            continue
+        pv += (high[t] + low[t] + close[t]) / 3.0 * volume[t]
+        vv += volume[t]
+        if vv > 0.0:
+            res[t] = pv / vv
+    return res
+
+
+@njit(cache=True, nogil=True)
+def vwap_dev_nb(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    session: np.ndarray,
+    period: int,
+) -> np.ndarray:
+    """VWAP deviation: (close - session VWAP) / population std of close over `period` bars
+    (TA-Lib STDDEV), i.e. the distance from VWAP in rolling standard deviations."""
+    return zscore_from_nb(
+        close, vwap_nb(high, low, close, volume, session), rolling_std_nb(close, period)
+    )
+
+
+@njit(cache=True, nogil=True)
+def _central_sums(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float, float]:
+    """Two-pass mean and sums of d^2, d^3, d^4 (d = x - mean) over x[lo:hi]."""
+    m = hi - lo
+    mu = 0.0
+    for j in range(lo, hi):
+        mu += x[j]
+    mu /= m
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for j in range(lo, hi):
+        d = x[j] - mu
+        d2 = d * d
+        s2 += d2
+        s3 += d2 * d
+        s4 += d2 * d2
+    return mu, s2, s3, s4
+
+
+@njit(cache=True, nogil=True)
+def skew_nb(x: np.ndarray, period: int) -> np.ndarray:
+    """Rolling sample skewness, adjusted Fisher-Pearson G1 = sqrt(n(n-1)) / (n-2) * m3 / m2^1.5
+    (pandas rolling skew, scipy.stats.skew(bias=False)); NaN on a flat window; n >= 3."""
+    out = _nan_like(x)
+    nn = float(period)
+    adj = math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)
+    i = 0
+    n = x.shape[0]
+    while i < n:
+        s, e = _run1(x, i)
+        for t in range(s + period - 1, e):
+            _, s2, s3, _ = _central_sums(x, t - period + 1, t + 1)
+            m2 = s2 / nn
+            if m2 > 0.0:
+                out[t] = adj * (s3 / nn) / m2**1.5
+        i = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def kurt_nb(x: np.ndarray, period: int) -> np.ndarray:
+    """Rolling sample excess kurtosis G2 = ((n+1) g2 + 6)(n-1) / ((n-2)(n-3)), g2 = m4/m2^2 - 3
+    (pandas rolling kurt, scipy.stats.kurtosis(bias=False)); NaN on a flat window; n >= 4."""
+    out = _nan_like(x)
+    nn = float(period)
+    i = 0
+    n = x.shape[0]
+    while i < n:
+        s, e = _run1(x, i)
+        for t in range(s + period - 1, e):
+            _, s2, _, s4 = _central_sums(x, t - period + 1, t + 1)
+            m2 = s2 / nn
+            if m2 > 0.0:
+                g2 = (s4 / nn) / (m2 * m2) - 3.0
+                out[t] = ((nn + 1.0) * g2 + 6.0) * (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))
+        i = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def autocorr_nb(x: np.ndarray, lag: int, window: int) -> np.ndarray:
+    """Rolling autocorrelation at `lag`: Pearson correlation of x[j] with x[j - lag] over the
+    last `window` values of j (pandas x.rolling(window).corr(x.shift(lag))); NaN when either
+    side is flat. Lookback window + lag - 1."""
+    out = _nan_like(x)
+    nn = float(window)
+    i = 0
+    n = x.shape[0]
+    while i < n:
+        s, e = _run1(x, i)
+        for t in range(s + window + lag - 1, e):
+            lo = t - window + 1
+            ma = 0.0
+            mb = 0.0
+            for j in range(lo, t + 1):
+                ma += x[j]
+                mb += x[j - lag]
+            ma /= nn
+            mb /= nn
+            sab = 0.0
+            saa = 0.0
+            sbb = 0.0
+            for j in range(lo, t + 1):
+                da = x[j] - ma
+                db = x[j - lag] - mb
+                sab += da * db
+                saa += da * da
+                sbb += db * db
+            if saa > 0.0 and sbb > 0.0:
+                out[t] = sab / math.sqrt(saa * sbb)
+        i = e
+    return out
+
+
+__all__ = [
+    "autocorr_nb",
+    "garman_klass_nb",
+    "half_life_nb",
+    "hurst_nb",
+    "kurt_nb",
+    "log_returns_nb",
+    "parkinson_nb",
+    "percentile_rank_nb",
+    "rolling_mean_nb",
+    "skew_nb",
+    "tercile_regime_nb",
+    "vol_regime_nb",
+    "vwap_dev_nb",
+    "vwap_nb",
+    "yang_zhang_nb",
+    "zscore_from_nb",
+    "zscore_nb",
+]
