@@ -588,10 +588,8 @@ def stochf_nb(
             lo = x[t]
             for j in range(t - fastk + 1, t):
                 v = x[j]
-                if v > hi:
-                    hi = v
-                if v < lo:
-                    lo = v
+                hi = v if v > hi else hi  # selects, not branches: random data mispredicts
+                lo = v if v < lo else lo
             diff = (hi - lo) / 100.0
             flat = hi - lo <= _FLAT_REL * max(abs(hi), abs(lo))
             k[t] = 0.0 if flat else (x[t] - lo) / diff

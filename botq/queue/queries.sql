@@ -3,7 +3,7 @@
 
 -- name: enqueue
 INSERT INTO botq_tasks (type, payload, priority, max_retries, run_after, dedupe_key, parent_id)
-VALUES (%(type)s, %(payload)s, %(priority)s, %(max_retries)s, coalesce(%(run_after)s, now()),
+VALUES (%(type)s, %(payload)s::jsonb, %(priority)s, %(max_retries)s, coalesce(%(run_after)s, now()),
         %(dedupe_key)s, %(parent_id)s)
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 RETURNING id

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from botq.db.sql import load_queries
 from botq.errors import QueueError
@@ -25,18 +24,23 @@ _SECRET_KEY = re.compile(r"secret|api[_-]?key|password|passphrase|private[_-]?ke
 PURGE_BATCH = 10_000
 
 
-def check_payload(payload: Any, *, where: str = "payload") -> dict[str, Any]:
-    """A payload must be a JSON object without secrets; return it as a plain dict."""
+def encode_payload(payload: Any, *, where: str = "payload") -> str:
+    """A payload must be a JSON object without secrets; return its JSON text."""
     if not isinstance(payload, Mapping):
         raise QueueError(f"{where} must be a JSON object (a dict), got {type(payload).__name__}")
     _refuse_secrets(payload, where)
     try:
-        json.dumps(payload, allow_nan=False)
+        return json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise QueueError(
             f"{where} is not JSON-serialisable ({exc}); pass numbers, strings, lists and dicts "
             "(dates as ISO strings)"
         ) from None
+
+
+def check_payload(payload: Any, *, where: str = "payload") -> dict[str, Any]:
+    """Like `encode_payload`, returning the payload as a plain dict."""
+    encode_payload(payload, where=where)
     return dict(payload)
 
 
@@ -92,7 +96,7 @@ class TaskQueue:
             run_after = datetime.now().astimezone() + run_after
         params = {
             "type": _check_type(type),
-            "payload": Jsonb(check_payload(payload or {})),
+            "payload": encode_payload(payload or {}),
             "priority": parse_priority(priority).value,
             "max_retries": _check_retries(max_retries),
             "run_after": run_after,
@@ -124,7 +128,7 @@ class TaskQueue:
             except (TypeError, ValueError):
                 raise QueueError(f"items[{i}] must be a (type, payload) pair") from None
             if not isinstance(payload, Mapping):
-                check_payload(payload, where=f"items[{i}].payload")  # raises with the reason
+                encode_payload(payload, where=f"items[{i}].payload")  # raises with the reason
             _refuse_secrets(payload, f"items[{i}].payload")
             pairs.append((_check_type(task_type), payload))
         if not pairs:
@@ -133,7 +137,7 @@ class TaskQueue:
             document = json.dumps(pairs, allow_nan=False)
         except (TypeError, ValueError):
             for i, (_, payload) in enumerate(pairs):  # find the culprit for the message
-                check_payload(payload, where=f"items[{i}].payload")
+                encode_payload(payload, where=f"items[{i}].payload")
             raise
         params = {
             "items": document,

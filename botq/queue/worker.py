@@ -137,6 +137,7 @@ class Worker:
         self._runner: threading.Thread | None = None
         self._avg_duration_s: float | None = None
         self._refill_at = concurrency
+        self._cycle_lock = threading.Lock()
         self._last_periodic: dict[str, int] = {}
 
     # -- public ------------------------------------------------------------------------
@@ -332,6 +333,24 @@ class Worker:
 
     def _cycle(self, limit: int) -> int:
         """Write finished attempts back and claim up to `limit` tasks: one round trip."""
+        with self._cycle_lock:
+            return self._cycle_locked(limit)
+
+    def _claim_now(self) -> None:
+        """On a new-task notification: claim from the listener thread, one hop fewer than
+        waking the dispatcher (which is woken instead when busy or full)."""
+        free = self._capacity()
+        if free <= 0 or self._stopping.is_set() or not self._cycle_lock.acquire(blocking=False):
+            self._wake.set()
+            return
+        try:
+            self._cycle_locked(free)
+        except _DB_ERRORS:
+            self._wake.set()
+        finally:
+            self._cycle_lock.release()
+
+    def _cycle_locked(self, limit: int) -> int:
         batch = self._take_done()
         if not batch and limit <= 0:
             return 0
@@ -505,7 +524,7 @@ class Worker:
                             if note.channel == "botq_cancel":
                                 self._mark_cancelled(int(note.payload))
                             else:
-                                self._wake.set()
+                                self._claim_now()
             except _DB_ERRORS as exc:
                 self._db_trouble(exc, backoff)
                 self._stopping.wait(backoff)
