@@ -27,6 +27,12 @@ URL_ENV = "BOTQ_DATABASE_URL"
 CHECK_IDLE_AFTER_S = 1.0
 
 
+# The workers' own sessions: no disk flush per commit (see worker_connection), and no plan that
+# reads every pending task to sort them: a queue's statistics are always out of date, and the
+# claim must walk its index in order and stop after `limit` rows.
+WORKER_SESSION = "-c synchronous_commit=off -c enable_bitmapscan=off -c enable_sort=off"
+
+
 def _check_if_idle(conn: psycopg.Connection) -> None:
     used_at = getattr(conn, "_botq_used_at", None)
     if used_at is None or time.monotonic() - used_at > CHECK_IDLE_AFTER_S:
@@ -93,7 +99,7 @@ class Database:
                         self.url,
                         max_size=4,
                         name="botq-worker",
-                        options="-c synchronous_commit=off -c enable_bitmapscan=off -c enable_sort=off",
+                        options=WORKER_SESSION,
                     )
         with _using(self._worker_pool) as conn:
             yield conn

@@ -1,9 +1,9 @@
 """Market data: candles in PostgreSQL, timeframes, the Kraken client, and offline sources.
 
-    candles = botq.market.synthetic("BTC/USD", "2026-01-01", 100_000, seed=1)
-    botq.market.write_candles(db, candles)
-    hourly = botq.market.load(db, "BTC/USD", start="2026-01-10", timeframe="1h")
-    hourly.to_pandas()
+candles = botq.market.synthetic("BTC/USD", "2026-01-01", 100_000, seed=1)
+botq.market.write_candles(db, candles)
+hourly = botq.market.load(db, "BTC/USD", start="2026-01-10", timeframe="1h")
+hourly.to_pandas()
 """
 
 from __future__ import annotations

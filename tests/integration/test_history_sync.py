@@ -79,7 +79,7 @@ def test_kraken_trades_sync_pages_resumes_and_matches_a_one_shot_build(db: Datab
         client=fake.client(),
         should_stop=stop_after_two,
     )
-    assert partial.stopped_early and 0 < partial.candles_added
+    assert partial.stopped_early and partial.candles_added > 0
     rest = sync_history(db, "BTC/USD", source="kraken", until=until, client=fake.client())
     assert not rest.stopped_early
     assert fake.calls.count("/0/public/Trades") >= 5

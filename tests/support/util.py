@@ -49,8 +49,9 @@ def start_worker(url: str, *args: str, home: Path | None = None) -> subprocess.P
     )
 
 
-def run_botq(*args: str, url: str | None = None, home: Path | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_botq(
+    *args: str, url: str | None = None, home: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "botq", *args],
         env=botq_env(url, home),

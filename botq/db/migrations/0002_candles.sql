@@ -51,7 +51,7 @@ ALTER TABLE botq_candle_days
     ALTER COLUMN trades SET STORAGE EXTERNAL, ALTER COLUMN vwap SET STORAGE EXTERNAL;
 
 CREATE FUNCTION botq_rebuild_candle_days(touched_pair smallint[], touched_day date[])
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE sql SET work_mem = '64MB' AS $$
     DELETE FROM botq_candle_days d
     USING unnest(touched_pair, touched_day) AS t (pair_id, day)
     WHERE d.pair_id = t.pair_id AND d.day = t.day;
