@@ -8,7 +8,9 @@
     └── MarketDataError      candles missing or malformed
         └── KrakenError      an exchange error; .retryable says whether waiting helps
 
-Every message names the bad field and the fix.
+Every message names the bad field and the fix. `retryable` tells the queue whether running the
+task again can help: a task whose handler raises an error with `retryable = False` fails at
+once instead of using up its retries.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 class BotqError(Exception):
     """Base class of every error botq raises on purpose."""
+
+    retryable: bool = True
 
 
 class ConfigError(BotqError):
@@ -30,6 +34,8 @@ class QueueError(BotqError):
 
 class PayloadError(QueueError):
     """A handler rejects its task's payload; the task fails at once, without retries."""
+
+    retryable = False
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"payload field {field!r}: {message}")
@@ -52,6 +58,8 @@ class Problem:
 class StrategyError(BotqError):
     """A strategy, template or indicator name that does not validate; carries every problem."""
 
+    retryable = False
+
     def __init__(self, problems: list[Problem] | Problem) -> None:
         self.problems: list[Problem] = [problems] if isinstance(problems, Problem) else problems
         super().__init__("; ".join(str(p) for p in self.problems))
@@ -64,6 +72,8 @@ class StrategyError(BotqError):
 
 class MarketDataError(BotqError):
     """Candles are missing, malformed, or cannot be fetched."""
+
+    retryable = False
 
 
 class KrakenError(MarketDataError):

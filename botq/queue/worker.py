@@ -503,7 +503,7 @@ class Worker:
             tb = scrub("".join(traceback.format_exception(exc)))
             if ctx.cancelled:
                 return _Outcome(task.id, item.token, "cancelled", None, message, tb)
-            final = isinstance(exc, PayloadError) or task.attempts > task.max_retries
+            final = getattr(exc, "retryable", True) is False or task.attempts > task.max_retries
             if final:
                 return _Outcome(task.id, item.token, "failed", None, message, tb)
             delay = policy.delay_s(task.attempts)

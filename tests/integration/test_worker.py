@@ -114,12 +114,16 @@ def test_unknown_type_payload_errors_and_bad_results_fail_clearly(db: Database) 
         calls.append(1)
         return {"when": object()}
 
+    def final(ctx: botq.Context, payload: dict[str, Any]) -> None:
+        raise botq.MarketDataError("no candles for DOGE/USD: sync them first")
+
     unknown = db.queue.enqueue("NoSuchType", {}, max_retries=1)
+    not_retryable = db.queue.enqueue("Final", {})
     rejected = db.queue.enqueue("Picky", {})
     unserialisable = db.queue.enqueue("BadResult", {})
     fine = db.queue.enqueue("Picky", {"pair": "BTC/USD"})
-    with make_worker(db, {"Picky": picky, "BadResult": bad_result}) as worker:
-        for task_id in (unknown, rejected, unserialisable, fine):
+    with make_worker(db, {"Picky": picky, "BadResult": bad_result, "Final": final}) as worker:
+        for task_id in (unknown, rejected, unserialisable, fine, not_retryable):
             db.queue.wait(task_id, timeout=10)
         assert worker.running  # the worker keeps running
     t = db.queue.get(unknown)
@@ -132,6 +136,8 @@ def test_unknown_type_payload_errors_and_bad_results_fail_clearly(db: Database) 
     t = db.queue.get(unserialisable)
     assert t.status == "failed" and t.attempts == 1 and "result" in (t.error or "")
     assert db.queue.get(fine).status == "completed"
+    t = db.queue.get(not_retryable)  # retryable = False: no point in trying again
+    assert t.status == "failed" and t.attempts == 1 and "sync them first" in (t.error or "")
 
 
 def test_cancel_running_task_is_seen_by_the_handler(db: Database) -> None:
