@@ -235,8 +235,9 @@ class Worker:
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
 
     def _shutdown(self) -> None:
-        # Not started yet: hand back at once, without counting an attempt.
-        with self._cv:
+        # Not started yet: hand back at once, without counting an attempt. Holding the cycle
+        # lock waits for a claim in flight; later cycles see _stopping and claim nothing.
+        with self._cycle_lock, self._cv:
             unstarted = list(self._buffer)
             self._buffer.clear()
             self._cv.notify_all()
@@ -351,6 +352,8 @@ class Worker:
             self._cycle_lock.release()
 
     def _cycle_locked(self, limit: int) -> int:
+        if self._stopping.is_set():
+            limit = 0
         batch = self._take_done()
         if not batch and limit <= 0:
             return 0
