@@ -139,11 +139,22 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _exact_centred(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float]:
-    """Two-pass sums over x[lo:hi]: centre c (the mean), S1 = sum(x-c), S2 = sum((x-c)**2)."""
+    """Two-pass sums over x[lo:hi]: centre c (the mean), S1 = sum(x-c), S2 = sum((x-c)**2).
+
+    A window of equal values is centred on that value, so its sums are exactly 0 (a plain
+    two-pass mean of 0.1, 0.1, ... is not exactly 0.1, and would leave a spurious spread).
+    """
     m = hi - lo
     c = 0.0
+    mn = x[lo]
+    mx = x[lo]
     for k in range(lo, hi):
-        c += x[k]
+        v = x[k]
+        c += v
+        mn = v if v < mn else mn
+        mx = v if v > mx else mx
+    if mn == mx:
+        return mn, 0.0, 0.0
     c /= m
     s1 = 0.0
     s2 = 0.0

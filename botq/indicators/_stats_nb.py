@@ -2,9 +2,11 @@
 
 Conventions shared with ``_classic_nb``: float64 in, float64 out, warm-up is NaN, and each
 NaN-free run of bars is computed as its own series (a window never spans a NaN, so a gap
-costs one warm-up). Windowed statistics are computed per window with exact two-pass sums
-(O(period) per bar) unless a kernel says otherwise: they are not on the hot path of a
-backtest and this keeps them exact at any price level.
+costs one warm-up). Means, variances, skewness, kurtosis and autocorrelation use O(1)
+updates of sums about a centre near the window mean, re-summed exactly (two-pass) whenever a
+rounding-error bound says so (moments and autocorrelation also once per window); a window of
+equal values is exactly flat.
+Percentile rank, regimes, Hurst and half-life are O(period) per bar, computed exactly.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from botq.indicators._classic_nb import (
+    _TOL,
     _alloc,
     _mean_m2_run,
     _nan_like,
@@ -27,7 +30,7 @@ from botq.indicators._classic_nb import (
 _LN2 = math.log(2.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def log_returns_nb(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Log returns ln(x[t] / x[t-1]); NaN at the first bar of each NaN-free run (and where a
     price is not positive)."""
@@ -40,7 +43,7 @@ def log_returns_nb(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return res
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rolling_mean_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling mean (same definition as TA-Lib SMA; name used for non-price series)."""
     n = x.shape[0]
@@ -54,7 +57,7 @@ def rolling_mean_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -
     return res
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def zscore_from_nb(
     x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -67,7 +70,7 @@ def zscore_from_nb(
     return res
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def zscore_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Rolling z-score: (x - SMA_p) / STDDEV_p with the population std (pandas:
     (x - x.rolling(p).mean()) / x.rolling(p).std(ddof=0)); NaN when the window is flat."""
@@ -82,7 +85,7 @@ def zscore_nb(x: np.ndarray, period: int) -> np.ndarray:
     return zscore_from_nb(x, mean, std)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Percentile rank (0-100] of x[t] among the last `period` values including itself, ties
     averaged: 100 * (less + (equal + 1) / 2) / p - pandas rolling(p).rank(pct=True) * 100."""
@@ -105,7 +108,7 @@ def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def parkinson_nb(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
     """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
     last `period` bars (not annualised)."""
@@ -123,7 +126,7 @@ def parkinson_nb(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def garman_klass_nb(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
 ) -> np.ndarray:
@@ -146,7 +149,7 @@ def garman_klass_nb(
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def yang_zhang_nb(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
 ) -> np.ndarray:
@@ -177,7 +180,7 @@ def yang_zhang_nb(
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rescaled_range(r: np.ndarray, lo: int, hi: int) -> float:
     """R/S of r[lo:hi]: range of cumulative deviations from the mean over the population std;
     NaN when the chunk is flat."""
@@ -204,7 +207,7 @@ def _rescaled_range(r: np.ndarray, lo: int, hi: int) -> float:
     return (cmax - cmin) / sd
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
     """Hurst exponent by classic rescaled-range analysis (Hurst 1951; Mandelbrot & Wallis
     1969), uncorrected, over the last `period` values of r (the registry passes log returns).
@@ -267,7 +270,7 @@ def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def half_life_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Mean-reversion half-life in bars from an AR(1)/Ornstein-Uhlenbeck fit on price (Chan,
     "Algorithmic Trading", 2013): OLS of dx[t] = x[t] - x[t-1] on x[t-1] over the `period`
@@ -300,7 +303,7 @@ def half_life_nb(x: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tercile_regime_nb(v: np.ndarray, period: int) -> np.ndarray:
     """Regime 1/2/3 from the percentile rank of v[t] among its last `period` values (ties
     averaged, as percentile_rank_nb): 1 when rank <= 1/3, 3 when rank > 2/3, else 2."""
@@ -330,7 +333,7 @@ def tercile_regime_nb(v: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def vol_regime_nb(close: np.ndarray, period: int, vol_window: int) -> np.ndarray:
     """Volatility regime 1 (low) / 2 (normal) / 3 (high): the population std of log returns
     over `vol_window` bars, placed in terciles of its own last `period` values
@@ -338,12 +341,7 @@ def vol_regime_nb(close: np.ndarray, period: int, vol_window: int) -> np.ndarray
     return tercile_regime_nb(rolling_std_nb(log_returns_nb(close), vol_window), period)
 
 
-@njit(cache=True, nogil=True)
-def _bad_hlcv(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, t: int) -> bool:
-    return np.isnan(h[t]) or np.isnan(lo[t]) or np.isnan(c[t]) or np.isnan(v[t])
-
-
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def vwap_nb(
     high: np.ndarray,
     low: np.ndarray,
@@ -366,17 +364,18 @@ def vwap_nb(
             cur = session[t]
             pv = 0.0
             vv = 0.0
-        res[t] = np.nan
-        if _bad_hlcv(high, low, close, volume, t):
+        tp = (high[t] + low[t] + close[t]) * (1.0 / 3.0)
+        vol = volume[t]
+        if np.isnan(tp + vol):
+            res[t] = np.nan
             continue
-        pv += (high[t] + low[t] + close[t]) / 3.0 * volume[t]
-        vv += volume[t]
-        if vv > 0.0:
-            res[t] = pv / vv
+        pv += tp * vol
+        vv += vol
+        res[t] = pv / vv if vv > 0.0 else np.nan
     return res
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def vwap_dev_nb(
     high: np.ndarray,
     low: np.ndarray,
@@ -392,97 +391,212 @@ def vwap_dev_nb(
     )
 
 
-@njit(cache=True, nogil=True)
-def _central_sums(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float, float]:
-    """Two-pass mean and sums of d^2, d^3, d^4 (d = x - mean) over x[lo:hi]."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exact_moments(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float, float, float]:
+    """Two-pass centre c (the mean; the value itself for a flat window) and sums of d, d^2,
+    d^3, d^4 with d = x - c over x[lo:hi]."""
     m = hi - lo
-    mu = 0.0
+    c = 0.0
+    mn = x[lo]
+    mx = x[lo]
     for j in range(lo, hi):
-        mu += x[j]
-    mu /= m
+        v = x[j]
+        c += v
+        mn = v if v < mn else mn
+        mx = v if v > mx else mx
+    if mn == mx:
+        return mn, 0.0, 0.0, 0.0, 0.0
+    c /= m
+    s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     s4 = 0.0
     for j in range(lo, hi):
-        d = x[j] - mu
+        d = x[j] - c
         d2 = d * d
+        s1 += d
         s2 += d2
         s3 += d2 * d
         s4 += d2 * d2
-    return mu, s2, s3, s4
+    return c, s1, s2, s3, s4
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_run(x: np.ndarray, s: int, e: int, p: int, kurt: bool, out: np.ndarray) -> None:
+    """Rolling sample skewness (kurt False) or excess kurtosis over the NaN-free run [s, e).
+
+    O(1) per bar: sums of powers of d = x - c about a centre c near the window mean, re-summed
+    exactly every p bars (bounding drift) and whenever the variance's rounding bound could
+    exceed 1e-7 of it (as _mean_m2_run). A flat window (exactly, after a re-sum) gives NaN.
+    """
+    if e - s < p:
+        return
+    nn = float(p)
+    ip = 1.0 / nn
+    adj_skew = math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)
+    c, s1, s2, s3, s4 = _exact_moments(x, s, s + p)
+    err = 0.0
+    since = 0
+    for i in range(s + p - 1, e):
+        if i >= s + p:
+            a = x[i] - c
+            b = x[i - p] - c
+            a2 = a * a
+            b2 = b * b
+            s1 += a - b
+            s2 += a2 - b2
+            s3 += a2 * a - b2 * b
+            s4 += a2 * a2 - b2 * b2
+            err += 3.0 * (a2 + b2 + s1 * s1 * ip) + s2
+            since += 1
+            if since >= p or s2 - s1 * s1 * ip < _TOL * err:
+                c, s1, s2, s3, s4 = _exact_moments(x, i - p + 1, i + 1)
+                err = 0.0
+                since = 0
+        mu = s1 * ip
+        m2 = s2 * ip - mu * mu
+        if m2 <= 0.0 or s2 == 0.0:
+            out[i] = np.nan
+        elif kurt:
+            mu2 = mu * mu
+            m4 = s4 * ip - 4.0 * mu * s3 * ip + 6.0 * mu2 * s2 * ip - 3.0 * mu2 * mu2
+            g2 = m4 / (m2 * m2) - 3.0
+            out[i] = ((nn + 1.0) * g2 + 6.0) * (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))
+        else:
+            m3 = s3 * ip - 3.0 * mu * s2 * ip + 2.0 * mu * mu * mu
+            out[i] = adj_skew * m3 / (m2 * math.sqrt(m2))
+    return
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def skew_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Rolling sample skewness, adjusted Fisher-Pearson G1 = sqrt(n(n-1)) / (n-2) * m3 / m2^1.5
     (pandas rolling skew, scipy.stats.skew(bias=False)); NaN on a flat window; n >= 3."""
     out = _nan_like(x)
-    nn = float(period)
-    adj = math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)
     i = 0
     n = x.shape[0]
     while i < n:
         s, e = _run1(x, i)
-        for t in range(s + period - 1, e):
-            _, s2, s3, _ = _central_sums(x, t - period + 1, t + 1)
-            m2 = s2 / nn
-            if m2 > 0.0:
-                out[t] = adj * (s3 / nn) / m2**1.5
+        _moments_run(x, s, e, period, False, out)
         i = e
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def kurt_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Rolling sample excess kurtosis G2 = ((n+1) g2 + 6)(n-1) / ((n-2)(n-3)), g2 = m4/m2^2 - 3
     (pandas rolling kurt, scipy.stats.kurtosis(bias=False)); NaN on a flat window; n >= 4."""
     out = _nan_like(x)
-    nn = float(period)
     i = 0
     n = x.shape[0]
     while i < n:
         s, e = _run1(x, i)
-        for t in range(s + period - 1, e):
-            _, s2, _, s4 = _central_sums(x, t - period + 1, t + 1)
-            m2 = s2 / nn
-            if m2 > 0.0:
-                g2 = (s4 / nn) / (m2 * m2) - 3.0
-                out[t] = ((nn + 1.0) * g2 + 6.0) * (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))
+        _moments_run(x, s, e, period, True, out)
         i = e
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _side(x: np.ndarray, lo: int, hi: int) -> tuple[float, float]:
+    """Mean and exact sum of squared deviations of x[lo:hi] (0 exactly when flat)."""
+    m = hi - lo
+    c = 0.0
+    mn = x[lo]
+    mx = x[lo]
+    for j in range(lo, hi):
+        v = x[j]
+        c += v
+        mn = v if v < mn else mn
+        mx = v if v > mx else mx
+    if mn == mx:
+        return mn, 0.0
+    c /= m
+    ss = 0.0
+    for j in range(lo, hi):
+        d = x[j] - c
+        ss += d * d
+    return c, ss
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
+    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
+
+    O(1) per bar with co-moment sums about a common centre c, re-summed exactly every w bars
+    and whenever either variance's rounding bound could exceed 1e-7 of it; NaN when either side
+    is flat (exactly, after a re-sum).
+    """
+    first = s + w + lag - 1
+    if first >= e:
+        return
+    iw = 1.0 / w
+    since = 0
+    err = 0.0
+    c = 0.0
+    sa = 0.0
+    sb = 0.0
+    saa = 0.0
+    sbb = 0.0
+    sab = 0.0
+    exact = True
+    for t in range(first, e):
+        if not exact:
+            a = x[t] - c
+            b = x[t - lag] - c
+            ra = x[t - w] - c
+            rb = x[t - w - lag] - c
+            sa += a - ra
+            sb += b - rb
+            saa += a * a - ra * ra
+            sbb += b * b - rb * rb
+            sab += a * b - ra * rb
+            err += 3.0 * (a * a + b * b + ra * ra + rb * rb) + saa + sbb
+            since += 1
+            va = saa - sa * sa * iw
+            vb = sbb - sb * sb * iw
+            exact = since >= w or va < _TOL * err or vb < _TOL * err
+        if exact:
+            lo = t - w + 1
+            ma, va_ex = _side(x, lo, t + 1)
+            mb, vb_ex = _side(x, lo - lag, t + 1 - lag)
+            c = ma
+            sa = 0.0
+            sb = 0.0
+            saa = 0.0
+            sbb = 0.0
+            sab = 0.0
+            for j in range(lo, t + 1):
+                a = x[j] - c
+                b = x[j - lag] - c
+                sa += a
+                sb += b
+                saa += a * a
+                sbb += b * b
+                sab += a * b
+            since = 0
+            err = 0.0
+            exact = False
+            if va_ex == 0.0 or vb_ex == 0.0:
+                out[t] = np.nan
+                exact = True  # stay exact while a side is flat
+                continue
+        va = saa - sa * sa * iw
+        vb = sbb - sb * sb * iw
+        cov = sab - sa * sb * iw
+        out[t] = cov / math.sqrt(va * vb) if va > 0.0 and vb > 0.0 else np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def autocorr_nb(x: np.ndarray, lag: int, window: int) -> np.ndarray:
     """Rolling autocorrelation at `lag`: Pearson correlation of x[j] with x[j - lag] over the
     last `window` values of j (pandas x.rolling(window).corr(x.shift(lag))); NaN when either
     side is flat. Lookback window + lag - 1."""
     out = _nan_like(x)
-    nn = float(window)
     i = 0
     n = x.shape[0]
     while i < n:
         s, e = _run1(x, i)
-        for t in range(s + window + lag - 1, e):
-            lo = t - window + 1
-            ma = 0.0
-            mb = 0.0
-            for j in range(lo, t + 1):
-                ma += x[j]
-                mb += x[j - lag]
-            ma /= nn
-            mb /= nn
-            sab = 0.0
-            saa = 0.0
-            sbb = 0.0
-            for j in range(lo, t + 1):
-                da = x[j] - ma
-                db = x[j - lag] - mb
-                sab += da * db
-                saa += da * da
-                sbb += db * db
-            if saa > 0.0 and sbb > 0.0:
-                out[t] = sab / math.sqrt(saa * sbb)
+        _autocorr_run(x, s, e, lag, window, out)
         i = e
     return out
 

@@ -6,9 +6,15 @@ share one SMA; ``ema_26`` is served by the slow EMA that the fused MACD pass of 
 computes anyway), runs independent kernels in parallel threads (the kernels release the GIL)
 and returns a DataFrame aligned to the candles.
 
-Name grammar: ``<base>`` or ``<base>_<p1>[_<p2>...]``; see ``available()`` for the list with
-parameters, defaults and allowed ranges. Classic (TA-Lib-defined) indicators take periods
-1-200; the statistical ones have the ranges listed in ``_SPECS`` (``available()`` shows them).
+Name grammar: ``<base>`` or ``<base>_<p1>[_<p2>...]``; ``available()`` lists every family
+with parameters, defaults and allowed ranges. Classic (TA-Lib-defined) indicators take periods
+1-200 (``bb_*`` width 0.1-10, default 20 / 2.0; ``macd_*`` default 12/26/9 with fast < slow;
+``stoch_rsi_<p>`` fastk/fastd default 5/3; ``ttm_trend`` default 6). Statistical ranges:
+``zscore``, ``vwap_dev``, ``yz_vol``, ``prank`` 2-1000; ``parkinson``, ``gk_vol`` 1-1000;
+``skew`` 3-1000; ``kurt`` 4-1000; ``hurst`` 32-1000; ``halflife`` 10-1000; ``vol_regime``
+20-1000 (terciles of the 20-bar return std); ``autocorr_<lag>[_<window>]`` lag 1-100, window
+10-1000 (default 100), lag < window. ``skew``, ``kurt``, ``hurst`` and ``autocorr`` are taken
+on log returns of close; ``vwap`` restarts each UTC day.
 
 Higher timeframe: with ``timeframe="1h"`` on 1-minute candles, the indicators are computed on
 closed 1-hour candles (UTC-aligned buckets: open first, high max, low min, close last, volume
@@ -291,8 +297,6 @@ _SPEC_LIST: list[tuple[str, _Spec]] = [
 _SPECS: dict[str, _Spec] = dict(_SPEC_LIST)
 _BASES_LONGEST_FIRST = sorted(_SPECS, key=len, reverse=True)
 
-
-Alloc = Callable[[int], np.ndarray]
 
 # kind -> function(alloc, *dependency arrays, *params); alloc(i) gives the array that output
 # i is written to (a row of the result block when the output is requested, else a new NumPy
@@ -751,8 +755,9 @@ def _resample(
     if bucket == step:
         return None, cols
     filler = np.full(t.shape[0], np.nan)
+    o_in, h_in, lo_in, c_in, v_in = (cols.get(k, filler) for k in COLUMNS)
     bt, o, h, lo, c, v, closed = K.resample_closed_nb(
-        t, *(cols.get(k, filler) for k in COLUMNS), bucket, offset, step
+        t, o_in, h_in, lo_in, c_in, v_in, bucket, offset, step
     )
     agg = {"open": o, "high": h, "low": lo, "close": c, "volume": v, "time": bt}
     return closed, {k: a for k, a in agg.items() if k in cols}
