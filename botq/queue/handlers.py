@@ -76,7 +76,10 @@ def handler(
 
 
 # botq's own task types, imported on first use so that a worker starts fast.
-BUILTIN_MODULES = {"HistorySync": "botq.tasks.history_sync"}
+BUILTIN_MODULES = {
+    "HistorySync": "botq.tasks.history_sync",
+    "IndicatorCalc": "botq.tasks.indicator_calc",
+}
 
 
 def lookup(name: str) -> Handler | None:
@@ -96,7 +99,7 @@ def registered() -> list[str]:
 class Context:
     """What a running handler gets: its task, the database, progress and cancellation."""
 
-    __slots__ = ("task", "db", "_cancel", "_progress", "_started")
+    __slots__ = ("task", "db", "_cancel", "_progress", "_started", "_wait")
 
     def __init__(self, task: Task, db: Database) -> None:
         self.task = task
@@ -104,6 +107,7 @@ class Context:
         self._cancel = threading.Event()
         self._progress: tuple[float, str] | None = None
         self._started = time.monotonic()
+        self._wait = False
 
     @property
     def cancelled(self) -> bool:
@@ -113,6 +117,17 @@ class Context:
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; written to the database in batches."""
         self._progress = (min(max(float(fraction), 0.0), 1.0), str(message)[:500])
+
+    def wait_for_children(self) -> None:
+        """Finish this task only when its child tasks (enqueued with parent_id=ctx.task.id)
+        have all finished; its progress then follows theirs.
+
+        The handler returns as usual and frees its worker thread; the task stays `running`,
+        held by no worker, and completes (its result extended with `children`,
+        `children_failed` and `children_cancelled`) when the last child finishes. Cancelling
+        it cancels the children.
+        """
+        self._wait = True
 
     def _take_progress(self) -> tuple[float, str] | None:
         value, self._progress = self._progress, None

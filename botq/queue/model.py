@@ -76,6 +76,7 @@ class Task:
     errors: tuple[dict[str, Any], ...] = ()
     heartbeat_at: datetime | None = None
     cancel_requested: bool = False
+    waiting_children: bool = False
 
     @property
     def finished(self) -> bool:
@@ -106,6 +107,7 @@ class Task:
             errors=tuple(row["errors"] or ()),
             heartbeat_at=row["heartbeat_at"],
             cancel_requested=row["cancel_requested"],
+            waiting_children=row["waiting_children"],
         )
 
 

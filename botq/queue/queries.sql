@@ -44,16 +44,19 @@ SELECT status::text, count(*) FROM botq_tasks WHERE parent_id = %(id)s GROUP BY 
 
 -- name: cancel
 -- A pending task is cancelled at once; a running one is asked to stop (its handler sees
--- ctx.cancelled); children of the task (bulk runs) are cancelled with it.
+-- ctx.cancelled); a parent waiting for its children is cancelled at once; children of the
+-- task (bulk runs) are cancelled with it.
 WITH target AS (
     SELECT id, status FROM botq_tasks
     WHERE (id = %(id)s OR parent_id = %(id)s) AND status IN ('pending', 'running')
     FOR UPDATE
 ), done AS (
     UPDATE botq_tasks t
-    SET status = CASE WHEN target.status = 'pending' THEN 'cancelled'::botq_task_status
-                      ELSE t.status END,
-        finished_at = CASE WHEN target.status = 'pending' THEN now() ELSE t.finished_at END,
+    SET status = CASE WHEN target.status = 'pending' OR t.waiting_children
+                      THEN 'cancelled'::botq_task_status ELSE t.status END,
+        finished_at = CASE WHEN target.status = 'pending' OR t.waiting_children THEN now()
+                           ELSE t.finished_at END,
+        waiting_children = false,
         cancel_requested = true
     FROM target WHERE t.id = target.id
     RETURNING t.id, t.status::text
@@ -89,10 +92,13 @@ RETURNING t.id, t.type, t.priority::text, t.payload, t.attempts, t.max_retries, 
 SELECT extract(epoch FROM min(run_after) - now()) FROM botq_tasks WHERE status = 'pending'
 
 -- name: finish
--- Batched end of attempts: completed, cancelled, failed for good, or back to pending for a
--- retry (run_after pushed out by the backoff the worker computed).
+-- Batched end of attempts: completed, cancelled, failed for good, back to pending for a retry
+-- (run_after pushed out by the backoff the worker computed), or waiting: a parent whose own
+-- work is done stays running, held by no worker, until its children finish (settle_parents).
 UPDATE botq_tasks t
-SET status = f.status::botq_task_status,
+SET status = (CASE WHEN f.status = 'waiting' THEN 'running' ELSE f.status END)::botq_task_status,
+    waiting_children = f.status = 'waiting',
+    worker_id = CASE WHEN f.status = 'waiting' THEN NULL ELSE t.worker_id END,
     result = f.result,
     error = f.error,
     traceback = f.traceback,
@@ -101,14 +107,44 @@ SET status = f.status::botq_task_status,
                       'attempt', t.attempts, 'at', now(), 'error', f.error)) END,
     run_after = CASE WHEN f.status = 'pending' THEN now() + make_interval(secs => f.delay_s)
                      ELSE t.run_after END,
-    finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END,
+    finished_at = CASE WHEN f.status IN ('pending', 'waiting') THEN NULL ELSE now() END,
     progress = CASE WHEN f.status = 'completed' THEN 1 ELSE t.progress END,
     lease_token = NULL, lease_expires_at = NULL
 FROM jsonb_to_recordset(%(outcomes)s::jsonb)
      AS f (id bigint, token uuid, status text, result jsonb, error text, traceback text,
            delay_s float8)
 WHERE t.id = f.id AND t.lease_token = f.token AND t.status = 'running'
-RETURNING t.id, t.status::text, t.type, t.error, t.attempts
+RETURNING t.id, t.status::text, t.type, t.error, t.attempts, t.parent_id, t.waiting_children
+
+-- name: settle_parents
+-- Parents waiting for children: progress = finished children / children; once all have
+-- finished the parent completes (or is cancelled, if asked), its result extended with counts.
+WITH parents AS (
+    SELECT unnest(%(ids)s::bigint[]) AS id
+), kids AS (
+    SELECT p.id,
+           count(c.id) AS total,
+           count(c.id) FILTER (WHERE c.status IN ('completed', 'failed', 'cancelled')) AS done,
+           count(c.id) FILTER (WHERE c.status = 'failed') AS failed,
+           count(c.id) FILTER (WHERE c.status = 'cancelled') AS cancelled
+    FROM parents p LEFT JOIN botq_tasks c ON c.parent_id = p.id
+    GROUP BY p.id
+)
+UPDATE botq_tasks p
+SET progress = CASE WHEN kids.total = 0 THEN 1 ELSE kids.done::real / kids.total END,
+    progress_message = kids.done || '/' || kids.total || ' children finished',
+    status = CASE WHEN kids.done < kids.total THEN p.status
+                  WHEN p.cancel_requested THEN 'cancelled'::botq_task_status
+                  ELSE 'completed'::botq_task_status END,
+    finished_at = CASE WHEN kids.done < kids.total THEN NULL ELSE now() END,
+    waiting_children = kids.done < kids.total,
+    result = CASE WHEN kids.done < kids.total THEN p.result
+                  ELSE coalesce(p.result, '{}'::jsonb) || jsonb_build_object(
+                      'children', kids.total, 'children_failed', kids.failed,
+                      'children_cancelled', kids.cancelled) END
+FROM kids
+WHERE p.id = kids.id AND p.status = 'running' AND p.waiting_children
+RETURNING p.id, p.status::text
 
 -- name: release
 -- Hand claimed tasks back (graceful stop, prefetched work not started): no attempt counted.
@@ -158,7 +194,8 @@ RETURNING id, type, status::text, worker_id
 UPDATE botq_tasks
 SET status = 'pending', lease_token = NULL, lease_expires_at = NULL, run_after = now(),
     error = 'recovered: running for longer than ' || %(running_for_s)s || ' s'
-WHERE status = 'running' AND started_at < now() - make_interval(secs => %(running_for_s)s)
+WHERE status = 'running' AND NOT waiting_children
+  AND started_at < now() - make_interval(secs => %(running_for_s)s)
 RETURNING id, type, worker_id
 
 -- name: purge

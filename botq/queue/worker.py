@@ -38,7 +38,7 @@ from botq.db.database import redact
 from botq.db.sql import load_queries
 from botq.errors import PayloadError
 from botq.queue.handlers import Context, Handler, RetryPolicy, lookup, registered
-from botq.queue.model import Priority, Status, Task
+from botq.queue.model import FINISHED, Priority, Status, Task
 from botq.queue.scheduler import due_jobs
 from botq.queue.taskqueue import check_payload
 from botq.secrets import scrub
@@ -401,7 +401,16 @@ class Worker:
         with self._cv:
             for o in batch:
                 self._held.pop(o.id, None)
-        for task_id, status, task_type, error, attempts in rows:
+        parents = {
+            parent_id
+            for _, status, _, _, _, parent_id, _ in rows
+            if parent_id is not None and status in FINISHED
+        }
+        parents.update(task_id for task_id, *_, waiting in rows if waiting)
+        if parents:
+            with self.db.worker_connection() as conn:
+                conn.execute(Q["settle_parents"], {"ids": sorted(parents)}).fetchall()
+        for task_id, status, task_type, error, attempts, _, waiting in rows:
             if status == "failed":
                 self.stats.failed += 1
                 self.db.activity.log(
@@ -416,7 +425,7 @@ class Worker:
                         "worker_id": self.worker_id,
                     },
                 )
-            elif status == "completed":
+            elif status == "completed" or waiting:
                 self.stats.completed += 1
             elif status == "cancelled":
                 self.stats.cancelled += 1
@@ -499,7 +508,7 @@ class Worker:
                     result = check_payload(result, where="result")
                 except Exception as exc:
                     raise PayloadError("result", str(exc)) from None
-            status = "cancelled" if ctx.cancelled else "completed"
+            status = "cancelled" if ctx.cancelled else "waiting" if ctx._wait else "completed"
             return _Outcome(task.id, item.token, status, result or None)
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the task's, not ours
             message = scrub(f"{type(exc).__name__}: {exc}")

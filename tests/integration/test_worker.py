@@ -299,3 +299,51 @@ def test_secrets_are_scrubbed_from_errors(db: Database) -> None:
     assert task.status == "failed"
     assert secret not in (task.error or "") + (task.traceback or "")
     assert "***" in (task.error or "")
+
+
+def test_parent_waits_for_its_children_without_holding_a_thread(db: Database) -> None:
+    def bulk(ctx: botq.Context, payload: dict[str, Any]) -> dict[str, Any]:
+        items = [("Child", {"i": i}) for i in range(payload["n"])]
+        ctx.db.queue.enqueue_many(items, parent_id=ctx.task.id)
+        ctx.wait_for_children()
+        return {"variants": payload["n"]}
+
+    def child(ctx: botq.Context, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["i"] % 7 == 3:
+            raise PayloadError("i", "unlucky")
+        return {"i": payload["i"]}
+
+    parent = db.queue.enqueue("Bulk", {"n": 20})
+    empty = db.queue.enqueue("Bulk", {"n": 0})
+    with make_worker(db, {"Bulk": bulk, "Child": child}, concurrency=1):  # one thread: no deadlock
+        task = db.queue.wait(parent, timeout=30)
+        lonely = db.queue.wait(empty, timeout=30)
+    assert task.status == "completed" and task.progress == 1.0
+    assert task.result == {"variants": 20, "children": 20, "children_failed": 3,
+                           "children_cancelled": 0}  # fmt: skip
+    assert task.finished_at >= max(t.finished_at for t in db.queue.list(type="Child"))
+    assert lonely.status == "completed" and lonely.result["children"] == 0
+    assert db.queue.children_counts(parent) == {
+        "pending": 0, "running": 0, "completed": 17, "failed": 3, "cancelled": 0,
+    }  # fmt: skip
+
+
+def test_cancelling_a_waiting_parent_cancels_its_children(db: Database) -> None:
+    def bulk(ctx: botq.Context, payload: dict[str, Any]) -> None:
+        ctx.db.queue.enqueue_many([("Slow", {}) for _ in range(5)], parent_id=ctx.task.id)
+        ctx.wait_for_children()
+
+    def slow(ctx: botq.Context, payload: dict[str, Any]) -> None:
+        for _ in range(200):
+            if ctx.cancelled:
+                return
+            time.sleep(0.01)
+
+    parent = db.queue.enqueue("Bulk", {})
+    with make_worker(db, {"Bulk": bulk, "Slow": slow}, concurrency=1):
+        wait_until(lambda: db.queue.get(parent).waiting_children)
+        task = db.queue.cancel(parent)
+        assert task.status == "cancelled"
+        wait_until(lambda: db.queue.children_counts(parent)["running"] == 0, timeout=10)
+    counts = db.queue.children_counts(parent)
+    assert counts["cancelled"] == 5 - counts["completed"] and counts["pending"] == 0

@@ -27,6 +27,8 @@ CREATE TABLE botq_tasks (
     lease_token      uuid,
     worker_id        text,
     cancel_requested boolean NOT NULL DEFAULT false,
+    -- a parent whose own work is done and that completes when its children have finished
+    waiting_children boolean NOT NULL DEFAULT false,
     parent_id        bigint REFERENCES botq_tasks (id) ON DELETE SET NULL,
     dedupe_key       text
 );
