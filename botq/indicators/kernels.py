@@ -55,68 +55,6 @@ from botq.indicators._stats_nb import (
 
 
 @njit(cache=True, nogil=True)
-def resample_closed_nb(
-    t: np.ndarray,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    bucket_ns: int,
-    offset_ns: int,
-    step_ns: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Aggregate candles into higher-timeframe buckets and say which bucket each row may see.
-
-    t: candle open times (int64 ns, strictly increasing). A bucket is
-    [offset + k * bucket_ns, offset + (k + 1) * bucket_ns) (offset 0 = aligned to the epoch,
-    so UTC hours and days); open = first, high = max, low = min, close = last, volume = sum,
-    each ignoring NaN (all-NaN -> NaN). Only buckets holding at least one candle exist.
-
-    Returns (bucket_start, open, high, low, close, volume, closed) where closed[i] is the
-    index of the last bucket that is complete when row i's candle closes (at t[i] + step_ns):
-    row i's own bucket if t[i] + step_ns reaches its end (row i is its last candle), else the
-    previous bucket; -1 if none. So a bucket [10:00, 11:00) of 1-minute candles is visible
-    from the 10:59 row on, and never earlier. step_ns <= 0 makes a bucket visible only from
-    the first row of a later bucket.
-    """
-    n = t.shape[0]
-    nb = 0
-    cur = 0
-    for i in range(n):
-        b = (t[i] - offset_ns) // bucket_ns
-        if i == 0 or b != cur:
-            nb += 1
-            cur = b
-    bt = np.empty(nb, dtype=np.int64)
-    bo = np.full(nb, np.nan)
-    bh = np.full(nb, np.nan)
-    bl = np.full(nb, np.nan)
-    bc = np.full(nb, np.nan)
-    bv = np.full(nb, np.nan)
-    closed = np.empty(n, dtype=np.int64)
-    k = -1
-    for i in range(n):
-        b = (t[i] - offset_ns) // bucket_ns
-        if k < 0 or b != cur:
-            k += 1
-            cur = b
-            bt[k] = b * bucket_ns + offset_ns
-        if not np.isnan(open_[i]) and np.isnan(bo[k]):
-            bo[k] = open_[i]
-        if not np.isnan(high[i]) and (np.isnan(bh[k]) or high[i] > bh[k]):
-            bh[k] = high[i]
-        if not np.isnan(low[i]) and (np.isnan(bl[k]) or low[i] < bl[k]):
-            bl[k] = low[i]
-        if not np.isnan(close[i]):
-            bc[k] = close[i]
-        if not np.isnan(volume[i]):
-            bv[k] = volume[i] if np.isnan(bv[k]) else bv[k] + volume[i]
-        closed[i] = k if (step_ns > 0 and t[i] + step_ns >= bt[k] + bucket_ns) else k - 1
-    return bt, bo, bh, bl, bc, bv, closed
-
-
-@njit(cache=True, nogil=True)
 def take_closed_nb(
     values: np.ndarray, closed: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -146,7 +84,6 @@ __all__ = [
     "obv_nb",
     "parkinson_nb",
     "percentile_rank_nb",
-    "resample_closed_nb",
     "roc_nb",
     "rolling_mean_nb",
     "rolling_std_nb",

@@ -40,9 +40,9 @@ import pandas as pd
 
 from botq.errors import MarketDataError, Problem, StrategyError
 from botq.indicators import kernels as K
+from botq.market.timeframes import NS_PER_MINUTE, resample_nb
 
 COLUMNS = ("open", "high", "low", "close", "volume")
-NS_PER_MINUTE = 60 * 1_000_000_000
 NS_PER_DAY = 1440 * NS_PER_MINUTE
 # Below this many rows the thread pool costs more than it saves.
 PARALLEL_MIN_ROWS = 50_000
@@ -756,8 +756,9 @@ def _resample(
         return None, cols
     filler = np.full(t.shape[0], np.nan)
     o_in, h_in, lo_in, c_in, v_in = (cols.get(k, filler) for k in COLUMNS)
-    bt, o, h, lo, c, v, closed = K.resample_closed_nb(
-        t, o_in, h_in, lo_in, c_in, v_in, bucket, offset, step
+    no_trades = np.zeros(t.shape[0], np.int64)
+    bt, o, h, lo, c, v, _, _, _, closed = resample_nb(
+        t, o_in, h_in, lo_in, c_in, v_in, no_trades, filler, bucket, offset, step, 0
     )
     agg = {"open": o, "high": h, "low": lo, "close": c, "volume": v, "time": bt}
     return closed, {k: a for k, a in agg.items() if k in cols}

@@ -130,6 +130,10 @@ class Candles:
         hi = len(self) if end_ns is None else int(np.searchsorted(self.time, end_ns, "left"))
         return self._take(slice(lo, hi))
 
+    def closed(self) -> Candles:
+        """Only the complete candles (a forming one is not final)."""
+        return self if self.complete.all() else self._take(self.complete)
+
     def _take(self, index: slice | np.ndarray) -> Candles:
         cols = {f: getattr(self, f)[index] for f in (*FIELDS, "complete")}
         return Candles(pair=self.pair, timeframe=self.timeframe, **cols)

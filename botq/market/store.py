@@ -166,7 +166,7 @@ def write_candles(
             f"the store keeps 1-minute candles; these are {candles.timeframe}. "
             "Store 1m candles and resample on load"
         )
-    closed = candles if candles.complete.all() else candles._take(candles.complete)
+    closed = candles.closed()
     if not len(closed) and cursor is None:
         return 0
     if np.any(closed.time % NS_PER_MINUTE):

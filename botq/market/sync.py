@@ -8,6 +8,7 @@ duplicate. Plain library code: the HistorySync task calls it with a progress cal
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,10 @@ DEFAULT_WINDOW_NS = 30 * 1440 * NS_PER_MINUTE  # what a first sync fetches when 
 PAGE_MINUTES = 100_000
 
 Progress = Callable[[float, str], None]
+# Names the per-pair sync lock among advisory locks (the pair's CRC32 is the second key).
+SYNC_LOCK_KEY = 0x73796E63  # "sync"
+SYNC_LOCK = "SELECT pg_advisory_lock(%(key)s, %(pair)s)"
+SYNC_UNLOCK = "SELECT pg_advisory_unlock(%(key)s, %(pair)s)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,31 @@ def sync_history(
     report = progress or (lambda fraction, message: None)
     stop = should_stop or (lambda: False)
     until_ns = _floor_minute(_to_ns(until) or _now_ns())
+    # One sync per pair at a time, across every worker process: a second one waits here, then
+    # resumes from what the first stored. (It also keeps Kraken's per-pair limit per pair.)
+    with db.connection() as lock_conn:
+        lock_conn.execute(SYNC_LOCK, {"key": SYNC_LOCK_KEY, "pair": _pair_lock_id(pair)})
+        try:
+            return _sync_locked(db, pair, source, since, until_ns, path, client, report, stop)
+        finally:
+            lock_conn.execute(SYNC_UNLOCK, {"key": SYNC_LOCK_KEY, "pair": _pair_lock_id(pair)})
+
+
+def _pair_lock_id(pair: str) -> int:
+    return zlib.crc32(pair.encode()) - 2**31  # an int4 for the two-key advisory lock
+
+
+def _sync_locked(
+    db: Database,
+    pair: str,
+    source: str,
+    since: datetime | str | int | None,
+    until_ns: int,
+    path: str | Path | None,
+    client: KrakenClient | None,
+    report: Progress,
+    stop: Callable[[], bool],
+) -> SyncResult:
     if source == "file":
         if path is None:
             raise MarketDataError("source 'file' needs a path to a CSV or Parquet file")

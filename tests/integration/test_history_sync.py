@@ -134,3 +134,22 @@ def test_history_sync_task_through_the_queue(db: Database, tmp_path: Path) -> No
     lines = db.activity.list(category="sync")
     assert lines and lines[0].event == "sync completed" and lines[0].details["pair"] == "BTC/USD"
     assert pd.Timestamp(load(db, "BTC/USD").time[-1]) == pd.Timestamp("2026-01-01 11:59")
+
+
+def test_concurrent_syncs_of_one_pair_take_turns(db: Database) -> None:
+    import threading
+
+    until = "2026-01-08T00:00:00Z"
+    results = []
+
+    def run() -> None:
+        results.append(sync_history(db, "BTC/USD", source="synthetic", until=until))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    added = sorted(r.candles_added for r in results)
+    assert added == [0, 30 * 1440]  # the second waited, then found nothing left to fetch
+    no_gaps_no_dups(db, "BTC/USD")

@@ -11,6 +11,7 @@ import pytest
 from botq.errors import MarketDataError, StrategyError
 from botq.indicators import available, compute, names, parse, parse_timeframe, registry
 from botq.indicators import kernels as K
+from botq.market.timeframes import resample_nb
 
 DESIGN_NAMES = [
     "sma_20",
@@ -444,9 +445,7 @@ def test_timeframe_parsing_and_week_alignment() -> None:
     bucket, offset = parse_timeframe("1w")
     t = pd.date_range("2024-01-03", periods=20, freq="1D", tz="UTC")  # a Wednesday
     x = np.arange(20.0)
-    bt, o, h, lo, c, v, closed = K.resample_closed_nb(
-        t.as_unit("ns").asi8, x, x, x, x, x, bucket, offset, 1440 * ns_min
-    )
+    bt, o, h, lo, c, v, closed = _resample(t.as_unit("ns").asi8, x, bucket, offset, 1440 * ns_min)
     starts = pd.to_datetime(bt, utc=True)
     assert (starts.day_of_week[1:] == 0).all() and str(starts[1].date()) == "2024-01-08"
     np.testing.assert_array_equal(o, [0, 5, 12, 19])
@@ -457,10 +456,17 @@ def test_timeframe_parsing_and_week_alignment() -> None:
     assert closed[-1] == 2
 
 
+def _resample(t: np.ndarray, x: np.ndarray, bucket: int, offset: int, step: int) -> tuple:
+    """market.timeframes.resample_nb on one series used as every price column."""
+    no_trades = np.zeros(len(t), np.int64)
+    out = resample_nb(t, x, x, x, x, x, no_trades, np.full(len(t), np.nan), bucket, offset, step, 0)
+    return (*out[:6], out[9])
+
+
 def test_resample_skips_nan_inside_a_bucket() -> None:
     t = np.arange(6, dtype=np.int64) * 60 * 10**9
     x = np.array([1.0, np.nan, 3.0, 4.0, np.nan, np.nan])
-    bt, o, h, lo, c, v, closed = K.resample_closed_nb(t, x, x, x, x, x, 3 * 60 * 10**9, 0, 60e9)
+    bt, o, h, lo, c, v, closed = _resample(t, x, 3 * 60 * 10**9, 0, 60 * 10**9)
     np.testing.assert_array_equal(o, [1.0, 4.0])
     np.testing.assert_array_equal(c, [3.0, 4.0])
     np.testing.assert_array_equal(v, [4.0, 4.0])

@@ -1,0 +1,125 @@
+"""Indicator series in PostgreSQL: what IndicatorCalc stores, packed one row per UTC day.
+
+A stored day always holds every value of that day that was computed in one run (a run works
+on whole UTC days), so a later run over an overlapping range replaces days, never mixes them.
+Values near the start of a run's range are NaN while the indicator warms up; a run that
+starts earlier recomputes those days with the history they need.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from botq.errors import MarketDataError
+from botq.market.store import PG_EPOCH_US, _pair_id
+from botq.market.timeframes import timeframe_minutes
+
+if TYPE_CHECKING:
+    from botq.db.database import Database
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+UPSERT_DAYS = """
+INSERT INTO botq_indicator_days (pair_id, timeframe, name, day, n, ts, value)
+SELECT %(pair_id)s, %(timeframe)s, %(name)s, d.day, d.n, d.ts, d.value
+FROM unnest(%(days)s::date[], %(ns)s::int[], %(tss)s::bytea[], %(values)s::bytea[])
+     AS d (day, n, ts, value)
+ON CONFLICT (pair_id, timeframe, name, day) DO UPDATE
+SET n = EXCLUDED.n, ts = EXCLUDED.ts, value = EXCLUDED.value, computed_at = now()
+"""
+SELECT_DAYS = """
+SELECT ts, value FROM botq_indicator_days
+WHERE pair_id = %(pair_id)s AND timeframe = %(timeframe)s AND name = %(name)s
+  AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
+  AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
+ORDER BY day
+"""
+STORED_NAMES = """
+SELECT d.name, min(d.day), max(d.day), sum(d.n)
+FROM botq_indicator_days d JOIN botq_pairs p ON p.id = d.pair_id
+WHERE p.name = %(pair)s AND d.timeframe = %(timeframe)s
+GROUP BY d.name ORDER BY d.name
+"""
+
+
+def store_series(
+    db: Database, pair: str, timeframe: str, name: str, time_ns: np.ndarray, values: np.ndarray
+) -> int:
+    """Store one indicator's values (times in int64 UTC ns), replacing the days they cover."""
+    timeframe_minutes(timeframe)
+    if len(time_ns) != len(values):
+        raise MarketDataError(f"{name}: {len(values)} values for {len(time_ns)} times")
+    if not len(time_ns):
+        return 0
+    day_index = time_ns // NS_PER_DAY
+    cuts = np.flatnonzero(np.diff(day_index)) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [len(time_ns)]])
+    ts_be = ((time_ns // 1000) - PG_EPOCH_US).astype(">i8")
+    val_be = np.asarray(values, dtype=">f8")
+    days = [datetime.fromtimestamp(int(day_index[a]) * 86_400, UTC).date() for a in starts]
+    params: dict[str, Any] = {
+        "timeframe": timeframe,
+        "name": name,
+        "days": days,
+        "ns": [int(b - a) for a, b in zip(starts, ends, strict=True)],
+        "tss": [ts_be[a:b].tobytes() for a, b in zip(starts, ends, strict=True)],
+        "values": [val_be[a:b].tobytes() for a, b in zip(starts, ends, strict=True)],
+    }
+    with db.connection() as conn, conn.transaction():
+        params["pair_id"] = _pair_id(conn, pair, create=True)
+        conn.execute(UPSERT_DAYS, params)
+    return len(time_ns)
+
+
+def load_series(
+    db: Database,
+    pair: str,
+    name: str,
+    timeframe: str = "1m",
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> pd.Series:
+    """A stored indicator as a Series with a UTC DatetimeIndex (start <= time < end)."""
+    start_ts = None if start is None else pd.Timestamp(start)
+    end_ts = None if end is None else pd.Timestamp(end)
+    if start_ts is not None and start_ts.tzinfo is None:
+        start_ts = start_ts.tz_localize("UTC")
+    if end_ts is not None and end_ts.tzinfo is None:
+        end_ts = end_ts.tz_localize("UTC")
+    with db.connection() as conn:
+        pair_id = _pair_id(conn, pair, create=False)
+        rows = []
+        if pair_id is not None:
+            params = {"pair_id": pair_id, "timeframe": timeframe, "name": name,
+                      "start": start_ts, "end": end_ts}  # fmt: skip
+            rows = conn.cursor(binary=True).execute(SELECT_DAYS, params).fetchall()
+    if not rows:
+        raise MarketDataError(
+            f"no stored values of {name!r} for {pair} {timeframe}; compute them with "
+            f"db.queue.enqueue('IndicatorCalc', {{'pair': {pair!r}, 'timeframe': "
+            f"{timeframe!r}, 'indicators': [{name!r}]}})"
+        )
+    us = np.frombuffer(b"".join(r[0] for r in rows), ">i8").astype(np.int64)
+    values = np.frombuffer(b"".join(r[1] for r in rows), ">f8").astype(np.float64)
+    index = pd.DatetimeIndex((us + PG_EPOCH_US) * 1000, tz="UTC", name="time")
+    series = pd.Series(values, index=index, name=name)
+    lo = None if start_ts is None else start_ts
+    hi = None if end_ts is None else end_ts
+    mask = np.ones(len(series), bool)
+    if lo is not None:
+        mask &= series.index >= lo
+    if hi is not None:
+        mask &= series.index < hi
+    return series[mask]
+
+
+def stored(db: Database, pair: str, timeframe: str = "1m") -> pd.DataFrame:
+    """Which indicators are stored for a pair and timeframe: first and last day, values."""
+    with db.connection() as conn:
+        rows = conn.execute(STORED_NAMES, {"pair": pair, "timeframe": timeframe}).fetchall()
+    return pd.DataFrame(rows, columns=["name", "first_day", "last_day", "values"])
