@@ -79,6 +79,9 @@ def handler(
 BUILTIN_MODULES = {
     "HistorySync": "botq.tasks.history_sync",
     "IndicatorCalc": "botq.tasks.indicator_calc",
+    "Backtest": "botq.tasks.backtest",
+    "BulkBacktest": "botq.tasks.backtest",
+    "BacktestChunk": "botq.tasks.backtest",
 }
 
 

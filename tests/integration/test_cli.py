@@ -32,7 +32,8 @@ def test_cli_end_to_end_on_a_fresh_home(tmp_path: Path) -> None:
 
         res = run_botq("demo", "--tasks", "8", home=home)
         assert res.returncode == 0, res.stdout + res.stderr
-        assert "11/11 tasks finished as expected" in res.stdout
+        assert "15/15 tasks finished as expected" in res.stdout
+        assert "BulkBacktest ranked by final result" in res.stdout
         assert "DemoFlaky" in res.stdout and "cancelled" in res.stdout
 
         res = run_botq(

@@ -1,0 +1,443 @@
+"""Compile strategies and candles into the plain arrays the numba engine walks.
+
+A `Market` holds the candle columns; a `Columns` collects every column the triggers need
+(indicators per timeframe, candle-close boundaries, price changes over a window, runs of
+same-coloured candles), then computes each distinct one once into one matrix (columns x
+candles), shared by every strategy compiled against it. A `Compiled` strategy is an action
+table and a trigger table of numbers (``botq.backtest.enums``) pointing into that matrix.
+
+Compile-time problems (a timeframe finer than the candles, an amount in a currency that is
+neither side of the pair, an indicator input the candles lack) raise ``StrategyError`` with
+the trigger's path, as validation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from botq.backtest.engine_nb import streak_nb
+from botq.backtest.enums import (
+    OPERATORS,
+    UNLIMITED_POSITIONS,
+    ActCol,
+    ActionType,
+    ActVal,
+    AmountKind,
+    TrigCol,
+    TriggerKind,
+    TrigVal,
+)
+from botq.backtest.strategy import Strategy
+from botq.backtest.validate import (
+    amount_kind,
+    parse_amount,
+    parse_consecutive,
+    parse_duration_ns,
+    parse_percent,
+    target_number,
+)
+from botq.errors import MarketDataError, Problem, StrategyError
+from botq.indicators import compute
+from botq.market.candles import Candles
+from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES, resample_nb
+
+NS_PER_YEAR = int(365.25 * 86_400 * 1_000_000_000)
+_ACT_TYPES = {"open_long": ActionType.OPEN_LONG, "buy": ActionType.BUY, "sell": ActionType.SELL}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Market:
+    """The candle columns a backtest reads, as contiguous arrays, plus their spacing."""
+
+    candles: Candles
+    time: np.ndarray
+    open: np.ndarray
+    close: np.ndarray
+    step_ns: int
+
+    @classmethod
+    def of(cls, candles: Any) -> Market:
+        """From Candles or an OHLCV DataFrame with a UTC DatetimeIndex."""
+        if isinstance(candles, Market):
+            return candles
+        if isinstance(candles, pd.DataFrame):
+            candles = Candles.from_pandas(candles)
+        if not isinstance(candles, Candles):
+            raise MarketDataError(
+                "candles must be a botq Candles or an OHLCV DataFrame with a UTC DatetimeIndex, "
+                f"got {type(candles).__name__}"
+            )
+        if len(candles) == 0:
+            raise MarketDataError("no candles to backtest on: load a non-empty range")
+        t = np.ascontiguousarray(candles.time, dtype=np.int64)
+        step = (
+            int(np.diff(t).min()) if len(t) > 1 else TIMEFRAMES[candles.timeframe] * NS_PER_MINUTE
+        )
+        return cls(
+            candles=candles,
+            time=t,
+            open=np.ascontiguousarray(candles.open, dtype=np.float64),
+            close=np.ascontiguousarray(candles.close, dtype=np.float64),
+            step_ns=step,
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of candles."""
+        return int(self.time.shape[0])
+
+    @property
+    def pair(self) -> str:
+        """The pair's name ("" when unknown)."""
+        return self.candles.pair
+
+    @property
+    def bars_per_year(self) -> float:
+        """Candles in a 365.25-day year at this spacing (crypto trades around the clock)."""
+        return NS_PER_YEAR / self.step_ns if self.step_ns > 0 else float("nan")
+
+    def index(self) -> pd.DatetimeIndex:
+        """The candle times as a UTC DatetimeIndex."""
+        return pd.DatetimeIndex(self.time.view("datetime64[ns]"), name="time").tz_localize("UTC")
+
+
+Key = tuple[Any, ...]
+
+
+@dataclass(slots=True, eq=False)
+class Columns:
+    """Columns requested by triggers, computed once each by `build()`."""
+
+    market: Market
+    keys: dict[Key, int] = field(default_factory=dict)
+    users: dict[Key, list[str]] = field(default_factory=dict)
+    matrix: np.ndarray | None = None
+    indicators_ms: float = 0.0
+
+    def _add(self, key: Key, path: str) -> int:
+        if self.matrix is not None:
+            raise RuntimeError("Columns.build() already ran; request columns before building")
+        self.users.setdefault(key, []).append(path)
+        return self.keys.setdefault(key, len(self.keys))
+
+    def indicator(self, name: str, timeframe: str | None, path: str) -> int:
+        """Row of indicator `name` on `timeframe` (None: the candles' own)."""
+        return self._add(("ind", timeframe, name), path)
+
+    def boundary(self, timeframe: str, path: str) -> int:
+        """Row that is 1.0 on candles completing a candle of `timeframe`, else 0.0."""
+        return self._add(("boundary", timeframe), path)
+
+    def pct_change(self, window_ns: int, path: str) -> int:
+        """Row of close / (close one window earlier) - 1."""
+        return self._add(("pct", window_ns), path)
+
+    def streak(self, timeframe: str | None, path: str) -> int:
+        """Row of the signed run of same-coloured closed candles of `timeframe`."""
+        return self._add(("streak", timeframe), path)
+
+    def build(self) -> np.ndarray:
+        """Compute every requested column once; the matrix is (columns, candles)."""
+        if self.matrix is not None:
+            return self.matrix
+        import time as _time
+
+        started = _time.perf_counter()
+        m = self.market
+        rows: dict[int, np.ndarray] = {}
+        blocks: list[tuple[np.ndarray, list[int]]] = []
+        by_tf: dict[str | None, list[str]] = {}
+        for key in self.keys:
+            if key[0] == "ind":
+                by_tf.setdefault(key[1], []).append(key[2])
+        problems: list[Problem] = []
+        for tf, names in by_tf.items():
+            try:
+                frame = compute(m.candles, names, timeframe=tf)
+            except StrategyError as exc:
+                problems += self._repath(exc.problems, tf)
+                continue
+            block = np.ascontiguousarray(frame.to_numpy(dtype=np.float64, copy=False).T)
+            idx = [self.keys[("ind", tf, nm)] for nm in frame.columns]
+            blocks.append((block, idx))
+            for r, j in zip(block, idx, strict=True):
+                rows[j] = r
+        if problems:
+            raise StrategyError(problems)
+        for key, j in self.keys.items():
+            if key[0] == "boundary":
+                rows[j] = _boundary(m.time, m.step_ns, TIMEFRAMES[key[1]] * NS_PER_MINUTE)
+            elif key[0] == "pct":
+                rows[j] = _pct_change(m.time, m.close, key[1])
+            elif key[0] == "streak":
+                rows[j] = _streak(m, key[1])
+        k = len(self.keys)
+        if len(blocks) == 1 and k == len(blocks[0][1]) and blocks[0][1] == list(range(k)):
+            self.matrix = blocks[0][0]  # one compute() call made every row: no copy
+        else:
+            self.matrix = np.empty((k, m.n), dtype=np.float64)
+            for j, r in rows.items():
+                self.matrix[j] = r
+        # read-only either way, so the engine is compiled for one array type only
+        self.matrix.flags.writeable = False
+        self.indicators_ms = (_time.perf_counter() - started) * 1000.0
+        return self.matrix
+
+    def _repath(self, problems: list[Problem], tf: str | None) -> list[Problem]:
+        out = []
+        for p in problems:
+            users = self.users.get(("ind", tf, p.path)) or [
+                u for key, us in self.users.items() if key[0] == "ind" and key[1] == tf for u in us
+            ]
+            out += [Problem(p.code, u, p.message) for u in dict.fromkeys(users)]
+        return out
+
+
+def _boundary(time: np.ndarray, step_ns: int, bucket_ns: int) -> np.ndarray:
+    """1.0 where a candle's close completes a UTC-aligned bucket (or passes one, after a gap)."""
+    done = (time + step_ns) // bucket_ns
+    out = np.zeros(time.shape[0])
+    if time.shape[0]:
+        out[0] = 1.0 if (int(time[0]) + step_ns) % bucket_ns == 0 else 0.0
+        out[1:] = done[1:] > done[:-1]
+    return out
+
+
+def _pct_change(time: np.ndarray, close: np.ndarray, window_ns: int) -> np.ndarray:
+    """close / c0 - 1, c0 the close of the last candle opened at or before time - window."""
+    ref = np.searchsorted(time, time - window_ns, side="right") - 1
+    out = np.full(close.shape[0], np.nan)
+    ok = ref >= 0
+    out[ok] = close[ok] / close[ref[ok]] - 1.0
+    return out
+
+
+def _streak(m: Market, timeframe: str | None) -> np.ndarray:
+    c = m.candles
+    o = np.ascontiguousarray(c.open, dtype=np.float64)
+    if timeframe is None:
+        return streak_nb(o, m.close)
+    bucket = TIMEFRAMES[timeframe] * NS_PER_MINUTE
+    out = resample_nb(
+        m.time,
+        o,
+        np.ascontiguousarray(c.high, dtype=np.float64),
+        np.ascontiguousarray(c.low, dtype=np.float64),
+        m.close,
+        np.ascontiguousarray(c.volume, dtype=np.float64),
+        np.zeros(m.n, np.int64),
+        np.full(m.n, np.nan),
+        bucket,
+        0,
+        m.step_ns,
+        0,
+    )
+    bo, bc, visible = out[1], out[4], out[9]
+    run = streak_nb(bo, bc)
+    return np.where(visible >= 0, run[np.maximum(visible, 0)], 0.0)
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Compiled:
+    """A strategy as tables of numbers; rows of `Columns.matrix` are referred to by index."""
+
+    strategy: Strategy
+    act_int: np.ndarray  # (actions, len(ActCol)) int64
+    act_f: np.ndarray  # (actions, len(ActVal)) float64
+    trig_int: np.ndarray  # (triggers, len(TrigCol)) int64
+    trig_f: np.ndarray  # (triggers, len(TrigVal)) float64
+    stateful: np.ndarray  # trigger rows keeping per-position state (trailing, follow)
+    max_positions: int
+    labels: tuple[str, ...]  # per action: its triggers as text
+
+
+def _effective_tf(
+    tf: str | None, market: Market, path: str, problems: list[Problem]
+) -> str | None | bool:
+    """None for the candles' own timeframe, the name for a coarser one, False if invalid."""
+    if tf is None:
+        return None
+    bucket = TIMEFRAMES[tf] * NS_PER_MINUTE
+    step = market.step_ns
+    if bucket == step:
+        return None
+    if bucket < step or bucket % step:
+        problems.append(
+            Problem(
+                "INVALID_TIMEFRAME",
+                f"{path}.timeframe",
+                f"timeframe {tf!r} is not a whole multiple of the candle spacing "
+                f"({step // NS_PER_MINUTE} min); use a coarser timeframe or finer candles",
+            )
+        )
+        return False
+    return tf
+
+
+def compile_strategy(strategy: Strategy, columns: Columns) -> Compiled:
+    """Turn a validated strategy into action and trigger tables over `columns`."""
+    market = columns.market
+    problems: list[Problem] = []
+    n_act = len(strategy.actions)
+    n_trig = sum(len(a.triggers) for a in strategy.actions)
+    act_int = np.zeros((n_act, len(ActCol)), np.int64)
+    act_f = np.zeros((n_act, len(ActVal)), np.float64)
+    trig_int = np.full((n_trig, len(TrigCol)), -1, np.int64)
+    trig_f = np.zeros((n_trig, len(TrigVal)), np.float64)
+    stateful: list[int] = []
+    t = 0
+    for ai, action in enumerate(strategy.actions):
+        apath = f"actions[{ai}]"
+        act_int[ai, ActCol.TYPE] = _ACT_TYPES[action.type]
+        amount = parse_amount(action.amount)
+        assert amount is not None  # validated
+        kind = amount_kind(amount[1], market.pair)
+        if kind is None:
+            problems.append(
+                Problem(
+                    "INVALID_AMOUNT_CURRENCY",
+                    f"{apath}.amount",
+                    f"{amount[1]} is neither side of {market.pair}; give the amount in "
+                    f"{market.pair.replace('-', '/').split('/')[-1]} or "
+                    f"{market.pair.replace('-', '/').split('/')[0]}, or as a percentage",
+                )
+            )
+            kind = AmountKind.QUOTE
+        act_int[ai, ActCol.AMOUNT_KIND] = kind
+        act_f[ai, ActVal.AMOUNT] = amount[0]
+        act_int[ai, ActCol.AVERAGE] = int(action.average_price)
+        act_int[ai, ActCol.FIRST_TRIG] = t
+        act_int[ai, ActCol.N_TRIG] = len(action.triggers)
+        caps = [tr.max_count for tr in action.triggers if tr.max_count is not None]
+        act_f[ai, ActVal.MAX_COUNT] = float(min(caps)) if caps else np.inf
+        for ti, trig in enumerate(action.triggers):
+            path = f"{apath}.triggers[{ti}]"
+            _compile_trigger(trig, path, columns, market, trig_int[t], trig_f[t], problems)
+            if trig_int[t, TrigCol.KIND] in (TriggerKind.TRAILING, TriggerKind.FOLLOW):
+                stateful.append(t)
+            t += 1
+    if problems:
+        raise StrategyError(problems)
+    return Compiled(
+        strategy=strategy,
+        act_int=act_int,
+        act_f=act_f,
+        trig_int=trig_int,
+        trig_f=trig_f,
+        stateful=np.array(stateful, dtype=np.int64),
+        max_positions=strategy.max_open_positions or UNLIMITED_POSITIONS,
+        labels=tuple(a.describe() for a in strategy.actions),
+    )
+
+
+def _compile_trigger(
+    trig: Any,
+    path: str,
+    columns: Columns,
+    market: Market,
+    ti: np.ndarray,
+    tf_row: np.ndarray,
+    problems: list[Problem],
+) -> None:
+    eff = _effective_tf(trig.timeframe, market, path, problems)
+    if eff is False:
+        return
+    tf: str | None = eff if isinstance(eff, str) else None
+    kind = trig.type
+    if kind in ("pos_price_change", "pos_price_change_follow", "trailing_stop", "time_in_position"):
+        ti[TrigCol.GATE] = columns.boundary(tf, path) if tf else -1
+    if kind == "technical":
+        ti[TrigCol.KIND] = TriggerKind.COMPARE
+        ti[TrigCol.OP] = OPERATORS[trig.operator]
+        ti[TrigCol.COL_A] = columns.indicator(trig.indicator, tf, f"{path}.indicator")
+        num = target_number(trig.target)
+        if num is None:
+            ti[TrigCol.COL_B] = columns.indicator(str(trig.target), tf, f"{path}.target")
+        else:
+            tf_row[TrigVal.P0] = num
+    elif kind == "pos_price_change":
+        ti[TrigCol.KIND] = TriggerKind.POS_CHANGE
+        tf_row[TrigVal.P0] = _pct(trig.value)
+    elif kind == "pos_price_change_follow":
+        ti[TrigCol.KIND] = TriggerKind.FOLLOW
+        tf_row[TrigVal.P0] = _pct(trig.value)
+        tf_row[TrigVal.P1] = abs(_pct(trig.tolerance))
+    elif kind == "trailing_stop":
+        ti[TrigCol.KIND] = TriggerKind.TRAILING
+        tf_row[TrigVal.P0] = _pct(trig.value)
+    elif kind == "time_in_position":
+        ti[TrigCol.KIND] = TriggerKind.TIME_IN_POS
+        dur = parse_duration_ns(trig.value)
+        assert dur is not None
+        tf_row[TrigVal.P0] = float(dur)
+    elif kind == "price_change":
+        unit = TIMEFRAMES[tf] * NS_PER_MINUTE if tf else market.step_ns
+        window = unit * (trig.lookback or 1)
+        v = _pct(trig.value)
+        cap = _pct(trig.max_value) if trig.max_value is not None else None
+        ti[TrigCol.KIND] = TriggerKind.RANGE
+        ti[TrigCol.COL_A] = columns.pct_change(window, path)
+        lo, hi = (
+            (v, np.inf if cap is None else cap)
+            if v >= 0
+            else (
+                -np.inf if cap is None else cap,
+                v,
+            )
+        )
+        tf_row[TrigVal.P0] = lo
+        tf_row[TrigVal.P1] = hi
+    elif kind == "next_candle":
+        if tf is None:
+            ti[TrigCol.KIND] = TriggerKind.ALWAYS
+        else:
+            ti[TrigCol.KIND] = TriggerKind.RANGE
+            ti[TrigCol.COL_A] = columns.boundary(tf, path)
+            tf_row[TrigVal.P0] = 0.5
+            tf_row[TrigVal.P1] = np.inf
+    elif kind == "consecutive_candles":
+        pattern = parse_consecutive(trig.value)
+        assert pattern is not None
+        count, green = pattern
+        ti[TrigCol.KIND] = TriggerKind.RANGE
+        ti[TrigCol.COL_A] = columns.streak(tf, path)
+        tf_row[TrigVal.P0] = count if green else -np.inf
+        tf_row[TrigVal.P1] = np.inf if green else -count
+    else:  # pragma: no cover - validation rejects unknown kinds
+        raise AssertionError(kind)
+
+
+def _pct(text: str | None) -> float:
+    parsed = parse_percent(text)
+    assert parsed is not None  # validated
+    return parsed[0]
+
+
+def compile_all(strategies: Sequence[Strategy], market: Market) -> tuple[list[Compiled], Columns]:
+    """Compile strategies against one shared column set (each distinct column once)."""
+    columns = Columns(market)
+    compiled: list[Compiled] = []
+    problems: list[Problem] = []
+    for i, s in enumerate(strategies):
+        if not isinstance(s, Strategy):
+            raise TypeError(
+                f"strategies[{i}] is a {type(s).__name__}; pass Strategy objects "
+                "(Strategy.from_toml / from_dict, or botq.backtest.grid)"
+            )
+        try:
+            compiled.append(compile_strategy(s, columns))
+        except StrategyError as exc:
+            prefix = f"strategies[{i}]." if len(strategies) > 1 else ""
+            problems += [Problem(p.code, prefix + p.path, p.message) for p in exc.problems]
+    if problems:
+        raise StrategyError(problems)
+    columns.build()
+    return compiled, columns

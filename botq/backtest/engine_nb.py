@@ -1,0 +1,752 @@
+"""The backtest engine: one numba loop over the candles for a compiled strategy.
+
+`simulate_nb` walks the candles once. Per block of 2048 candles it first works out, with
+tight vectorisable loops, where each action's market triggers (technical, price_change,
+next_candle, consecutive_candles) all hold (`_masks_nb`); then per candle: fill the orders
+decided on the previous candle (``fill="next_open"``), update the peaks and extremes of
+trailing triggers for the open positions, evaluate the actions whose market triggers hold, in
+order (open_long once, buy/sell once per managed position, checking the position triggers
+there) and fill at the close (``fill="close"``) or queue for the next open, then mark the
+portfolio to the close and update the running statistics (returns, drawdown, exposure) so that
+a sweep needs no equity array. The semantics are those documented in
+``botq.backtest.strategy``; the reference for the fill arithmetic is DESIGN.md (qty = cash /
+(price * (1 + fee)) for an all-in buy, qty * price * (1 - fee) back for a sell) and vectorbt's
+``Portfolio.from_signals``, which the tests reproduce.
+
+`run_batch_nb` runs a range of variants whose tables are concatenated (CSR-style offsets), all
+sharing one indicator matrix; it releases the GIL so threads can run ranges side by side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from botq.backtest.enums import (
+    ActCol,
+    ActionType,
+    ActVal,
+    AmountKind,
+    Op,
+    Reason,
+    Stat,
+    TrigCol,
+    TriggerKind,
+    TrigVal,
+)
+
+# plain ints: numba treats module-level ints as compile-time constants
+_A_TYPE = int(ActCol.TYPE)
+_A_KIND = int(ActCol.AMOUNT_KIND)
+_A_AVG = int(ActCol.AVERAGE)
+_A_FIRST = int(ActCol.FIRST_TRIG)
+_A_NTRIG = int(ActCol.N_TRIG)
+_A_AMOUNT = int(ActVal.AMOUNT)
+_A_MAXC = int(ActVal.MAX_COUNT)
+
+_T_KIND = int(TrigCol.KIND)
+_T_OP = int(TrigCol.OP)
+_T_A = int(TrigCol.COL_A)
+_T_B = int(TrigCol.COL_B)
+_T_GATE = int(TrigCol.GATE)
+_T_P0 = int(TrigVal.P0)
+_T_P1 = int(TrigVal.P1)
+
+_OPEN = int(ActionType.OPEN_LONG)
+_BUY = int(ActionType.BUY)
+_SELL = int(ActionType.SELL)
+_QUOTE = int(AmountKind.QUOTE)
+_BASE = int(AmountKind.BASE)
+_PCT = int(AmountKind.PERCENT)
+
+_ALWAYS = int(TriggerKind.ALWAYS)
+_COMPARE = int(TriggerKind.COMPARE)
+_RANGE = int(TriggerKind.RANGE)
+_POSCHG = int(TriggerKind.POS_CHANGE)
+_FOLLOW = int(TriggerKind.FOLLOW)
+_TRAIL = int(TriggerKind.TRAILING)
+_TIME = int(TriggerKind.TIME_IN_POS)
+
+_GT = int(Op.GT)
+_LT = int(Op.LT)
+_EQ = int(Op.EQ)
+_XUP = int(Op.CROSS_ABOVE)
+_XDOWN = int(Op.CROSS_BELOW)
+
+_FILLED = int(Reason.FILLED)
+_R_MAXPOS = int(Reason.MAX_POSITIONS)
+_R_NOCASH = int(Reason.NO_CASH)
+_R_CASH = int(Reason.INSUFFICIENT_CASH)
+_R_EXCEEDS = int(Reason.EXCEEDS_POSITION)
+_R_NOTHING = int(Reason.NOTHING_TO_SELL)
+_R_NONEXT = int(Reason.NO_NEXT_BAR)
+_R_NOPRICE = int(Reason.NO_PRICE)
+_R_CLOSED = int(Reason.POSITION_CLOSED)
+
+_S_FINAL = int(Stat.FINAL_VALUE)
+_S_CASH = int(Stat.CASH)
+_S_HOLD = int(Stat.HOLDINGS)
+_S_FEES = int(Stat.FEES)
+_S_REAL = int(Stat.REALISED)
+_S_FILLS = int(Stat.FILLS)
+_S_BUYS = int(Stat.BUYS)
+_S_SELLS = int(Stat.SELLS)
+_S_OPENED = int(Stat.OPENED)
+_S_WIN = int(Stat.WINNING)
+_S_LOSE = int(Stat.LOSING)
+_S_REJ = int(Stat.REJECTED)
+_S_RSUM = int(Stat.RET_SUM)
+_S_RSQ = int(Stat.RET_SQ)
+_S_DSQ = int(Stat.DOWN_SQ)
+_S_NRET = int(Stat.N_RET)
+_S_MAXDD = int(Stat.MAX_DD)
+_S_EXPO = int(Stat.EXPOSED_BARS)
+_S_LAST = int(Stat.LAST_FILL_VALUE)
+_S_RECS = int(Stat.RECORDS)
+_S_GPROF = int(Stat.GROSS_PROFIT)
+_S_GLOSS = int(Stat.GROSS_LOSS)
+_S_DDVAL = int(Stat.MAX_DD_VALUE)
+_S_CAPPED = int(Stat.CAPPED)
+
+# position state columns (float): quantity, cost basis (fees included), average fill price,
+# reference price for position triggers; (int): opening tick, opening time ns, number
+_P_QTY = 0
+_P_COST = 1
+_P_AVG = 2
+_P_REF = 3
+_P_PEAK = 4  # the most the position has held (for the dust rule)
+_P_TICK = 0
+_P_TIME = 1
+_P_SEQ = 2
+
+# relative slack when an amount is compared with the cash or the position it draws on
+_EPS = 1e-12
+# a sell leaving less than this share of the most the position held sells everything
+_DUST = 1e-9
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _record_nb(recs, k, tick, action, position, reason, price, qty, quote, fee, cash, value, pnl):
+    """Write one trade record if there is room; always return the next record number."""
+    if k < recs.shape[0]:
+        r = recs[k]
+        r["tick"] = tick
+        r["action"] = action
+        r["position"] = position
+        r["reason"] = reason
+        r["price"] = price
+        r["qty"] = qty
+        r["quote"] = quote
+        r["fee"] = fee
+        r["cash"] = cash
+        r["value"] = value
+        r["pnl"] = pnl
+    return k + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reject_nb(recs, k, verbose, stats, tick, action, position, reason, price, qty, quote):
+    """Count an order that could not be carried out; record it in verbose mode."""
+    if reason == _R_MAXPOS:
+        stats[_S_CAPPED] += 1.0
+    else:
+        stats[_S_REJ] += 1.0
+    if verbose:
+        cash = stats[_S_CASH]
+        value = cash + stats[_S_HOLD] * price if price == price else cash
+        k = _record_nb(
+            recs, k, tick, action, position, reason, price, qty, quote, 0.0, cash, value, 0.0
+        )
+    return k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reset_trackers_nb(a, s, px, act_int, trig_int, t_ext, t_act, t_lo):
+    """After action a fills for slot s: its trailing peaks restart at px, follows deactivate."""
+    first = act_int[a, _A_FIRST]
+    for t in range(first, first + act_int[a, _A_NTRIG]):
+        kind = trig_int[t, _T_KIND]
+        if kind == _TRAIL:
+            t_ext[s, t - t_lo] = px
+        elif kind == _FOLLOW:
+            t_act[s, t - t_lo] = False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _holdings_nb(pos_f, order, n_open):
+    """Base quantity held over the open positions (summed again at every fill: no drift)."""
+    total = 0.0
+    for j in range(n_open):
+        total += pos_f[order[j], _P_QTY]
+    return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _buy_size_nb(kind, amount, cash, px, fee):
+    """(cash debited, quantity) of a buy; the debit includes the fee."""
+    if kind == _PCT:
+        spend = cash * amount
+        return spend, spend / (px * (1.0 + fee))
+    if kind == _QUOTE:
+        return amount, amount / (px * (1.0 + fee))
+    return amount * px * (1.0 + fee), amount
+
+
+@njit(cache=True, nogil=True)
+def _execute_nb(
+    a,
+    s,
+    i,
+    now,
+    px,
+    act_int,
+    act_f,
+    trig_int,
+    stateful,
+    s_lo,
+    s_hi,
+    pos_f,
+    pos_i,
+    order,
+    free,
+    counts,
+    g_counts,
+    t_ext,
+    t_act,
+    t_lo,
+    a_lo,
+    state,
+    stats,
+    fee,
+    max_pos,
+    recs,
+    k,
+    verbose,
+):
+    """Carry out action a at price px on candle i, time now (slot s; -1 opens a position).
+
+    `state` holds [number of open positions, positions opened so far, free slots]. Returns the
+    next record number and whether a position was closed.
+    """
+    typ = act_int[a, _A_TYPE]
+    kind = act_int[a, _A_KIND]
+    amount = act_f[a, _A_AMOUNT]
+    seq = pos_i[s, _P_SEQ] if s >= 0 else 0
+    if not (px > 0.0):
+        return _reject_nb(
+            recs, k, verbose, stats, i, a - a_lo, seq, _R_NOPRICE, px, 0.0, 0.0
+        ), False
+    cash = stats[_S_CASH]
+    if typ == _SELL:
+        held = pos_f[s, _P_QTY]
+        if kind == _PCT:
+            qty = held * amount
+        elif kind == _QUOTE:
+            qty = amount / px
+        else:
+            qty = amount
+        if qty > held:
+            if qty <= held * (1.0 + _EPS):
+                qty = held
+            else:
+                k = _reject_nb(
+                    recs, k, verbose, stats, i, a - a_lo, seq, _R_EXCEEDS, px, qty, qty * px
+                )
+                return k, False
+        if not (qty > 0.0):
+            return _reject_nb(
+                recs, k, verbose, stats, i, a - a_lo, seq, _R_NOTHING, px, qty, qty * px
+            ), False
+        full = qty == held or held - qty <= max(held * _EPS, pos_f[s, _P_PEAK] * _DUST)
+        if full:
+            qty = held
+        quote = qty * px
+        fee_amt = quote * fee
+        proceeds = quote - fee_amt
+        basis = pos_f[s, _P_COST] if full else pos_f[s, _P_COST] * (qty / held)
+        pnl = proceeds - basis
+        cash += proceeds
+        stats[_S_CASH] = cash
+        pos_f[s, _P_COST] -= basis
+        pos_f[s, _P_QTY] = 0.0 if full else held - qty
+        stats[_S_FEES] += fee_amt
+        stats[_S_REAL] += pnl
+        stats[_S_FILLS] += 1.0
+        stats[_S_SELLS] += 1.0
+        if pnl > 0.0:
+            stats[_S_WIN] += 1.0
+            stats[_S_GPROF] += pnl
+        else:
+            stats[_S_LOSE] += 1.0
+            stats[_S_GLOSS] -= pnl
+        counts[s, a - a_lo] += 1
+        _reset_trackers_nb(a, s, px, act_int, trig_int, t_ext, t_act, t_lo)
+        closed = False
+        if full:
+            closed = True
+            n_open = state[0]
+            j = 0
+            while order[j] != s:
+                j += 1
+            while j < n_open - 1:
+                order[j] = order[j + 1]
+                j += 1
+            state[0] = n_open - 1
+            free[state[2]] = s
+            state[2] += 1
+        stats[_S_HOLD] = _holdings_nb(pos_f, order, state[0])
+        value = cash + stats[_S_HOLD] * px
+        stats[_S_LAST] = value
+        k = _record_nb(
+            recs, k, i, a - a_lo, seq, _FILLED, px, qty, quote, fee_amt, cash, value, pnl
+        )
+        return k, closed
+
+    # open_long and buy
+    if typ == _OPEN and state[0] >= max_pos:
+        return _reject_nb(recs, k, verbose, stats, i, a - a_lo, 0, _R_MAXPOS, px, 0.0, 0.0), False
+    spend, qty = _buy_size_nb(kind, amount, cash, px, fee)
+    if not (cash > 0.0):
+        return _reject_nb(
+            recs, k, verbose, stats, i, a - a_lo, seq, _R_NOCASH, px, qty, qty * px
+        ), False
+    if spend > cash:
+        if spend <= cash * (1.0 + _EPS):
+            spend = cash
+        else:
+            return _reject_nb(
+                recs, k, verbose, stats, i, a - a_lo, seq, _R_CASH, px, qty, qty * px
+            ), False
+    quote = qty * px
+    fee_amt = spend - quote
+    cash = cash - spend
+    stats[_S_CASH] = cash
+    if typ == _OPEN:
+        state[2] -= 1
+        s = free[state[2]]
+        order[state[0]] = s
+        state[0] += 1
+        state[1] += 1
+        seq = state[1]
+        pos_f[s, _P_QTY] = qty
+        pos_f[s, _P_COST] = spend
+        pos_f[s, _P_AVG] = px
+        pos_f[s, _P_REF] = px
+        pos_f[s, _P_PEAK] = qty
+        pos_i[s, _P_TICK] = i
+        pos_i[s, _P_TIME] = now
+        pos_i[s, _P_SEQ] = seq
+        for j in range(counts.shape[1]):
+            counts[s, j] = 0
+        for q in range(s_lo, s_hi):
+            t = stateful[q]
+            t_ext[s, t - t_lo] = px
+            t_act[s, t - t_lo] = False
+        g_counts[a - a_lo] += 1
+        stats[_S_OPENED] += 1.0
+    else:
+        old = pos_f[s, _P_QTY]
+        new = old + qty
+        pos_f[s, _P_AVG] = (pos_f[s, _P_AVG] * old + px * qty) / new
+        pos_f[s, _P_QTY] = new
+        pos_f[s, _P_PEAK] = max(pos_f[s, _P_PEAK], new)
+        pos_f[s, _P_COST] += spend
+        if act_int[a, _A_AVG] != 0:
+            pos_f[s, _P_REF] = pos_f[s, _P_AVG]
+        counts[s, a - a_lo] += 1
+        _reset_trackers_nb(a, s, px, act_int, trig_int, t_ext, t_act, t_lo)
+    stats[_S_HOLD] = _holdings_nb(pos_f, order, state[0])
+    stats[_S_FEES] += fee_amt
+    stats[_S_FILLS] += 1.0
+    stats[_S_BUYS] += 1.0
+    value = cash + stats[_S_HOLD] * px
+    stats[_S_LAST] = value
+    k = _record_nb(recs, k, i, a - a_lo, seq, _FILLED, px, qty, quote, fee_amt, cash, value, 0.0)
+    return k, False
+
+
+# candles per block for which the position-independent part of every action is precomputed
+_BLOCK = 2048
+
+
+@njit(cache=True, nogil=True)
+def _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, i0, m, mask, ybuf):
+    """mask[a - a_lo, k]: the market triggers of action a (technical, price_change, next_candle,
+    consecutive_candles) all hold on candle i0 + k. One branch-free loop per trigger over a block
+    of candles, which the compiler vectorises; position triggers are left to the walk."""
+    for a in range(a_lo, a_hi):
+        row = mask[a - a_lo, :m]
+        row[:] = True
+        first = act_int[a, _A_FIRST]
+        for t in range(first, first + act_int[a, _A_NTRIG]):
+            kind = trig_int[t, _T_KIND]
+            if kind == _RANGE:
+                xs = cols[trig_int[t, _T_A], i0 : i0 + m]
+                lo = trig_f[t, _T_P0]
+                hi = trig_f[t, _T_P1]
+                for k in range(m):
+                    row[k] &= (xs[k] >= lo) & (xs[k] <= hi)
+                continue
+            if kind != _COMPARE:
+                continue
+            ca = trig_int[t, _T_A]
+            cb = trig_int[t, _T_B]
+            op = trig_int[t, _T_OP]
+            # the previous candle's values too, for crossings (candle 0 has none)
+            j0 = i0 - 1 if i0 > 0 else 0
+            xs = cols[ca, j0 : i0 + m]
+            if cb >= 0:
+                ys = cols[cb, j0 : i0 + m]
+            else:  # a constant target: the same loops over a buffer holding it
+                ys = ybuf[: i0 + m - j0]
+                ys[:] = trig_f[t, _T_P0]
+            d = i0 - j0  # 1, or 0 on the first block
+            if op == _GT:
+                for k in range(m):
+                    row[k] &= xs[k + d] > ys[k + d]
+            elif op == _LT:
+                for k in range(m):
+                    row[k] &= xs[k + d] < ys[k + d]
+            elif op == _EQ:
+                for k in range(m):
+                    y = ys[k + d]
+                    row[k] &= abs(xs[k + d] - y) <= 1e-9 * max(1.0, abs(y))
+            else:
+                if d == 0:
+                    row[0] = False
+                if op == _XUP:
+                    for k in range(1 - d, m):
+                        row[k] &= (xs[k + d - 1] <= ys[k + d - 1]) & (xs[k + d] > ys[k + d])
+                else:
+                    for k in range(1 - d, m):
+                        row[k] &= (xs[k + d - 1] >= ys[k + d - 1]) & (xs[k + d] < ys[k + d])
+
+
+@njit(cache=True, nogil=True)
+def simulate_nb(
+    close,
+    open_,
+    time,
+    cols,
+    act_int,
+    act_f,
+    a_lo,
+    a_hi,
+    trig_int,
+    trig_f,
+    stateful,
+    s_lo,
+    s_hi,
+    max_pos,
+    capital,
+    fee,
+    next_open,
+    verbose,
+    recs,
+    equity,
+    stats,
+):
+    """Backtest one compiled strategy (actions a_lo..a_hi) over the candles.
+
+    close/open_/time: candle columns; cols: the indicator matrix (columns x candles);
+    stateful[s_lo:s_hi]: trigger rows that keep per-position state (trailing, follow).
+    recs: trade records written while there is room (stats[RECORDS] says how many were
+    produced); equity: filled with the portfolio value at every close when its length is the
+    number of candles (pass an empty array to skip). stats: the `Stat` vector, overwritten.
+    """
+    n = close.shape[0]
+    n_act = a_hi - a_lo
+    t_lo = act_int[a_lo, _A_FIRST]
+    t_hi = act_int[a_hi - 1, _A_FIRST] + act_int[a_hi - 1, _A_NTRIG]
+    n_trig = t_hi - t_lo
+    keep_equity = equity.shape[0] == n
+    for j in range(stats.shape[0]):
+        stats[j] = 0.0
+    stats[_S_CASH] = capital
+    stats[_S_LAST] = capital
+
+    pos_f = np.zeros((max_pos, 5))
+    pos_i = np.zeros((max_pos, 3), np.int64)
+    order = np.zeros(max_pos, np.int64)
+    free = np.empty(max_pos, np.int64)
+    for j in range(max_pos):
+        free[j] = max_pos - 1 - j
+    state = np.zeros(3, np.int64)  # open positions, positions opened, free slots
+    state[2] = max_pos
+    counts = np.zeros((max_pos, n_act), np.int64)
+    g_counts = np.zeros(n_act, np.int64)
+    t_ext = np.zeros((max_pos, n_trig))
+    t_act = np.zeros((max_pos, n_trig), np.bool_)
+    q_cap = n_act * (max_pos + 1) if next_open else 0
+    q_act = np.empty(q_cap, np.int64)
+    q_slot = np.empty(q_cap, np.int64)
+    q_seq = np.empty(q_cap, np.int64)
+    nq = 0
+    # per action: how many of its triggers depend on the position (evaluated per candle)
+    n_pos = np.zeros(n_act, np.int64)
+    for a in range(a_lo, a_hi):
+        first = act_int[a, _A_FIRST]
+        for t in range(first, first + act_int[a, _A_NTRIG]):
+            kind = trig_int[t, _T_KIND]
+            if kind != _COMPARE and kind != _RANGE and kind != _ALWAYS:
+                n_pos[a - a_lo] += 1
+    mask = np.empty((n_act, min(n, _BLOCK)), np.bool_)
+    ybuf = np.empty(_BLOCK + 1)
+    blk = 0  # first candle of the current block
+    nxt = 0  # first candle of the next block
+
+    k = 0
+    prev_e = capital
+    peak = capital
+    max_dd = 0.0
+    dd_val = 0.0
+    r_sum = 0.0
+    r_sq = 0.0
+    d_sq = 0.0
+    exposed = 0
+    last_px = np.nan
+
+    for i in range(n):
+        if i == nxt:
+            blk = i
+            nxt = i + _BLOCK
+            _masks_nb(
+                cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, min(_BLOCK, n - blk), mask, ybuf
+            )
+        # 1. orders decided on the previous candle fill at this open
+        if nq > 0:
+            px = open_[i]
+            for q in range(nq):
+                a = q_act[q]
+                s = q_slot[q]
+                if s >= 0 and (pos_i[s, _P_SEQ] != q_seq[q] or pos_f[s, _P_QTY] == 0.0):
+                    # closed (and maybe reused) by an earlier order of the same batch
+                    k = _reject_nb(
+                        recs, k, verbose, stats, i, a - a_lo, q_seq[q], _R_CLOSED, px, 0.0, 0.0
+                    )
+                    continue
+                k, _ = _execute_nb(
+                    a, s, i, time[i], px, act_int, act_f, trig_int, stateful, s_lo, s_hi, pos_f,
+                    pos_i, order, free, counts, g_counts, t_ext, t_act, t_lo, a_lo, state, stats,
+                    fee, max_pos, recs, k, verbose,
+                )  # fmt: skip
+            nq = 0
+
+        c = close[i]
+        if c == c:
+            last_px = c
+            # 2. peaks and extremes of the trailing triggers of managed positions
+            if s_hi > s_lo:
+                for j in range(state[0]):
+                    s = order[j]
+                    if not next_open and pos_i[s, _P_TICK] >= i:
+                        continue
+                    for q in range(s_lo, s_hi):
+                        t = stateful[q]
+                        g = trig_int[t, _T_GATE]
+                        if g >= 0 and not cols[g, i] > 0.5:
+                            continue
+                        ti = t - t_lo
+                        if trig_int[t, _T_KIND] == _TRAIL:
+                            if c > t_ext[s, ti]:
+                                t_ext[s, ti] = c
+                        else:
+                            v = trig_f[t, _T_P0]
+                            if t_act[s, ti]:
+                                if v >= 0.0:
+                                    if c > t_ext[s, ti]:
+                                        t_ext[s, ti] = c
+                                elif c < t_ext[s, ti]:
+                                    t_ext[s, ti] = c
+                            else:
+                                chg = c / pos_f[s, _P_REF] - 1.0
+                                if (v >= 0.0 and chg >= v) or (v < 0.0 and chg <= v):
+                                    t_act[s, ti] = True
+                                    t_ext[s, ti] = c
+
+            # 3. actions, in the order written: open_long once, buy/sell once per position
+            pending_opens = 0
+            for a in range(a_lo, a_hi):
+                ai = a - a_lo
+                maxc = act_f[a, _A_MAXC]
+                if not mask[ai, i - blk]:
+                    continue
+                opening = act_int[a, _A_TYPE] == _OPEN
+                first = act_int[a, _A_FIRST]
+                last = first + act_int[a, _A_NTRIG]
+                j = 0
+                while True:
+                    if opening:
+                        if j > 0 or g_counts[ai] >= maxc:
+                            break
+                        s = -1
+                    else:
+                        if j >= state[0]:
+                            break
+                        s = order[j]
+                        if (not next_open and pos_i[s, _P_TICK] >= i) or counts[s, ai] >= maxc:
+                            j += 1
+                            continue
+                    # the market triggers hold (mask); the position triggers are looked at
+                    # here, in the order written. Written out rather than in a helper: calls
+                    # with array arguments would cost reference counting on every candle
+                    ok = True
+                    if n_pos[ai] > 0:
+                        for t in range(first, last):
+                            kind = trig_int[t, _T_KIND]
+                            if kind == _COMPARE or kind == _RANGE or kind == _ALWAYS:  # noqa: SIM109
+                                continue
+                            g = trig_int[t, _T_GATE]
+                            if g >= 0 and not cols[g, i] > 0.5:
+                                ok = False
+                            elif kind == _POSCHG:
+                                v = trig_f[t, _T_P0]
+                                chg = c / pos_f[s, _P_REF] - 1.0
+                                ok = chg >= v if v >= 0.0 else chg <= v
+                            elif kind == _TIME:
+                                ok = float(time[i] - pos_i[s, _P_TIME]) >= trig_f[t, _T_P0]
+                            elif kind == _TRAIL:
+                                ok = c <= t_ext[s, t - t_lo] * (1.0 + trig_f[t, _T_P0])
+                            else:  # follow
+                                ext = t_ext[s, t - t_lo]
+                                tol = trig_f[t, _T_P1]
+                                if not t_act[s, t - t_lo]:
+                                    ok = False
+                                elif trig_f[t, _T_P0] >= 0.0:
+                                    ok = c <= ext * (1.0 - tol)
+                                else:
+                                    ok = c >= ext * (1.0 + tol)
+                            if not ok:
+                                break
+                    if not ok:
+                        j += 1
+                        continue
+                    if next_open:
+                        seq = pos_i[s, _P_SEQ] if s >= 0 else 0
+                        if i == n - 1:
+                            k = _reject_nb(
+                                recs, k, verbose, stats, i, ai, seq, _R_NONEXT, c, 0.0, 0.0
+                            )
+                        elif opening and state[0] + pending_opens >= max_pos:
+                            k = _reject_nb(
+                                recs, k, verbose, stats, i, ai, 0, _R_MAXPOS, c, 0.0, 0.0
+                            )
+                        else:
+                            q_act[nq] = a
+                            q_slot[nq] = s
+                            q_seq[nq] = seq
+                            nq += 1
+                            if opening:
+                                pending_opens += 1
+                        j += 1
+                        continue
+                    k, closed = _execute_nb(
+                        a, s, i, time[i], c, act_int, act_f, trig_int, stateful, s_lo, s_hi,
+                        pos_f, pos_i, order, free, counts, g_counts, t_ext, t_act, t_lo, a_lo,
+                        state, stats, fee, max_pos, recs, k, verbose,
+                    )  # fmt: skip
+                    if not closed:
+                        j += 1
+        # 4. mark to the close, running statistics
+        px = c if c == c else last_px
+        cash = stats[_S_CASH]
+        hold = stats[_S_HOLD]
+        e = cash + hold * px if hold > 0.0 else cash
+        if keep_equity:
+            equity[i] = e
+        if e != prev_e:
+            # branch-free where the branch would be a coin flip
+            r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
+            down = min(r, 0.0)
+            r_sum += r
+            r_sq += r * r
+            d_sq += down * down
+            peak = max(peak, e)
+            if peak - e > max_dd * peak:  # a new deepest drawdown: rare
+                max_dd = (peak - e) / peak
+                dd_val = peak - e
+            prev_e = e
+        if state[0] > 0:
+            exposed += 1
+
+    stats[_S_FINAL] = prev_e
+    stats[_S_RSUM] = r_sum
+    stats[_S_RSQ] = r_sq
+    stats[_S_DSQ] = d_sq
+    stats[_S_NRET] = float(n)
+    stats[_S_MAXDD] = max_dd
+    stats[_S_DDVAL] = dd_val
+    stats[_S_EXPO] = float(exposed)
+    stats[_S_RECS] = float(k)
+    return k
+
+
+@njit(cache=True, nogil=True)
+def run_batch_nb(
+    lo,
+    hi,
+    close,
+    open_,
+    time,
+    cols,
+    act_int,
+    act_f,
+    v_act,
+    trig_int,
+    trig_f,
+    stateful,
+    v_state,
+    v_maxpos,
+    capital,
+    fee,
+    next_open,
+    recs,
+    equity,
+    stats,
+):
+    """Run variants lo..hi: variant v owns actions v_act[v]..v_act[v + 1] and stateful rows
+    v_state[v]..v_state[v + 1]; its statistics go to stats[v]. No records, no equity."""
+    for v in range(lo, hi):
+        simulate_nb(
+            close,
+            open_,
+            time,
+            cols,
+            act_int,
+            act_f,
+            v_act[v],
+            v_act[v + 1],
+            trig_int,
+            trig_f,
+            stateful,
+            v_state[v],
+            v_state[v + 1],
+            v_maxpos[v],
+            capital,
+            fee,
+            next_open,
+            False,
+            recs,
+            equity,
+            stats[v],
+        )
+
+
+@njit(cache=True, nogil=True)
+def streak_nb(open_, close):
+    """Signed run length of same-coloured candles: +n after n green (close >= open), -n after
+    n red (close < open); 0 where a price is missing."""
+    n = close.shape[0]
+    out = np.zeros(n)
+    run = 0.0
+    for i in range(n):
+        o = open_[i]
+        c = close[i]
+        if not (o == o and c == c):
+            run = 0.0
+        elif c >= o:
+            run = run + 1.0 if run > 0.0 else 1.0
+        else:
+            run = run - 1.0 if run < 0.0 else -1.0
+        out[i] = run
+    return out

@@ -1,0 +1,157 @@
+"""Backtest, BulkBacktest and BacktestChunk: strategies run on stored candles, results stored.
+
+Backtest payload: {"strategy": TOML text or dict, "pair", "start"?, "end"?, "timeframe"?,
+"capital"?, "fee"?, "fill"?}. Result: the metrics plus `run_id`.
+
+BulkBacktest payload: {"strategies": [TOML text or dict, ...]} or {"template": TOML text or
+dict with {placeholders}, "grid": {"name": [values, ...], ...}}, plus the Backtest fields and
+"chunk_size"? (variants per child task, default 20). It enqueues BacktestChunk children with
+its own priority, each running several variants on candles and indicators loaded once, and
+waits for them (see `Context.wait_for_children`): its progress follows them, it completes
+when all have finished (its result says how many failed), cancelling it cancels them.
+`botq.backtest.storage.results(db, bulk_id)` compares the runs side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botq.backtest import Strategy, Template, grid, run, run_many
+from botq.backtest.storage import json_safe, save_run
+from botq.errors import MarketDataError, PayloadError, StrategyError
+from botq.market import Candles, coverage, load
+from botq.market.timeframes import TIMEFRAMES
+from botq.queue.handlers import Context, handler
+from botq.tasks._payload import choice, optional_time, required_str
+
+DEFAULT_CHUNK = 20
+MAX_CHUNK = 500
+MIN_CANDLES = 2
+
+
+def _spec(value: Any, field: str) -> tuple[Strategy, str, str]:
+    """(strategy, spec as written, its format) from TOML text or a dict."""
+    if isinstance(value, str) and value.strip():
+        return Strategy.from_toml(value), value, "toml"
+    if isinstance(value, dict):
+        return Strategy.from_dict(value), json.dumps(value), "json"
+    raise PayloadError(field, "required: the strategy as TOML text or as a dict")
+
+
+def _number(payload: dict[str, Any], field: str, default: float, low: float, high: float) -> float:
+    value = payload.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise PayloadError(field, f"must be a number from {low} to {high}, got {value!r}")
+    return float(value)
+
+
+def _settings(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "pair": required_str(payload, "pair", "BTC/USD"),
+        "start": optional_time(payload, "start"),
+        "end": optional_time(payload, "end"),
+        "timeframe": choice(payload, "timeframe", tuple(TIMEFRAMES), "1m"),
+        "capital": _number(payload, "capital", 1000.0, 1e-6, 1e15),
+        "fee": _number(payload, "fee", 0.001, 0.0, 0.5),
+        "fill": choice(payload, "fill", ("close", "next_open"), "close"),
+    }
+
+
+def _candles(ctx: Context, s: dict[str, Any]) -> Candles:
+    """Closed candles for the settings, or an 'insufficient data' error naming what exists."""
+    try:
+        candles = load(ctx.db, s["pair"], s["start"], s["end"], timeframe=s["timeframe"]).closed()
+    except MarketDataError:
+        candles = None
+    if candles is not None and len(candles) >= MIN_CANDLES:
+        return candles
+    stored = coverage(ctx.db, s["pair"], gaps=0)
+    have = (
+        f"stored candles cover {stored[0].first:%Y-%m-%d %H:%M} to {stored[0].last:%Y-%m-%d %H:%M}"
+        f" UTC ({stored[0].count:,} one-minute candles)"
+        if stored
+        else "no candles are stored for it"
+    )
+    raise MarketDataError(
+        f"insufficient data for {s['pair']} {s['timeframe']} from {s['start'] or 'the start'} "
+        f"to {s['end'] or 'now'}: {have}. Sync them first with a HistorySync task"
+    )
+
+
+@handler("Backtest", builtin=True)
+def backtest(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+    strategy, spec, spec_format = _spec(payload.get("strategy"), "strategy")
+    s = _settings(payload)
+    candles = _candles(ctx, s)
+    ctx.progress(0.3, f"running on {len(candles):,} candles")
+    result = run(strategy, candles, capital=s["capital"], fee=s["fee"], fill=s["fill"])
+    run_id = save_run(ctx.db, result, spec=spec, spec_format=spec_format, task_id=ctx.task.id)
+    return {"run_id": run_id, **json_safe(dict(result.metrics))}
+
+
+def _variants(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every variant as a strategy dict, validated (all problems at once)."""
+    if "strategies" in payload:
+        specs = payload["strategies"]
+        if not isinstance(specs, list) or not specs:
+            raise PayloadError("strategies", "a non-empty list of strategies (TOML or dicts)")
+        out, problems = [], []
+        for i, spec in enumerate(specs):
+            try:
+                out.append(_spec(spec, f"strategies[{i}]")[0].to_dict())
+            except StrategyError as exc:
+                problems += [
+                    type(p)(p.code, f"strategies[{i}].{p.path}".rstrip("."), p.message)
+                    for p in exc.problems
+                ]
+        if problems:
+            raise StrategyError(problems)
+        return out
+    if "template" in payload:
+        params = payload.get("grid")
+        if not isinstance(params, dict) or not params:
+            raise PayloadError("grid", "a dict of parameter lists, e.g. {'fast': [5, 12]}")
+        return [s.to_dict() for s in grid(Template(payload["template"]), params)]
+    raise PayloadError("strategies", "give 'strategies' (a list) or 'template' and 'grid'")
+
+
+@handler("BulkBacktest", builtin=True)
+def bulk_backtest(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+    variants = _variants(payload)
+    s = _settings(payload)
+    chunk = int(_number(payload, "chunk_size", DEFAULT_CHUNK, 1, MAX_CHUNK))
+    _candles(ctx, s)  # fail now, not in every child, when the data is missing
+    common = {k: v for k, v in payload.items() if k not in ("strategies", "template", "grid")}
+    children = [
+        ("BacktestChunk", {**common, "strategies": variants[i : i + chunk], "bulk_id": ctx.task.id})
+        for i in range(0, len(variants), chunk)
+    ]
+    ctx.db.queue.enqueue_many(children, priority=ctx.task.priority.value, parent_id=ctx.task.id)
+    ctx.wait_for_children()
+    return {"bulk_id": ctx.task.id, "variants": len(variants), "chunks": len(children)}
+
+
+@handler("BacktestChunk", builtin=True)
+def backtest_chunk(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+    strategies = [Strategy.from_dict(spec) for spec in payload.get("strategies", [])]
+    if not strategies:
+        raise PayloadError("strategies", "a non-empty list of strategy dicts")
+    s = _settings(payload)
+    candles = _candles(ctx, s)
+    results = run_many(
+        strategies, candles, capital=s["capital"], fee=s["fee"], fill=s["fill"], details=True
+    )
+    run_ids = []
+    for i, (strategy, result) in enumerate(zip(strategies, results, strict=True)):
+        if ctx.cancelled:
+            break
+        spec = json.dumps(strategy.to_dict())
+        run_ids.append(
+            save_run(
+                ctx.db, result, spec=spec, spec_format="json", task_id=ctx.task.id,
+                bulk_id=payload.get("bulk_id"),
+            )
+        )  # fmt: skip
+        ctx.progress((i + 1) / len(strategies), f"{i + 1}/{len(strategies)} variants stored")
+    return {"run_ids": run_ids, "variants": len(strategies), "candles": len(candles)}

@@ -1,0 +1,107 @@
+"""Backtest and BulkBacktest through the queue: stored runs, chunks, cancel, missing data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import botq
+from botq.backtest import Strategy, run
+from botq.backtest.storage import load_run, results
+from botq.db.database import Database
+from botq.market import load, synthetic, write_candles
+
+CROSS = """
+[meta]
+name = "EMA cross"
+
+[[actions]]
+type = "open_long"
+amount = "100%"
+
+  [[actions.triggers]]
+  indicator = "ema_{fast}"
+  operator = "cross_above"
+  target = "ema_{slow}"
+
+[[actions]]
+type = "sell"
+amount = "100%"
+
+  [[actions.triggers]]
+  indicator = "ema_{fast}"
+  operator = "cross_below"
+  target = "ema_{slow}"
+"""
+
+
+@pytest.fixture
+def with_candles(db: Database) -> Database:
+    write_candles(db, synthetic("BTC/USD", "2026-01-01", 2 * 1440, seed=21))
+    return db
+
+
+def test_backtest_task_stores_the_run(with_candles: Database) -> None:
+    db = with_candles
+    spec = CROSS.replace("{fast}", "5").replace("{slow}", "20")
+    payload = {"strategy": spec, "pair": "BTC/USD", "capital": 500, "fee": 0.002}
+    task_id = db.queue.enqueue("Backtest", payload, priority="high")
+    missing = db.queue.enqueue("Backtest", {**payload, "pair": "ETH/USD"})
+    early = db.queue.enqueue("Backtest", {**payload, "end": "2025-06-01"})
+    bad = db.queue.enqueue("Backtest", {**payload, "strategy": {"meta": {"name": "x"}}})
+    with botq.Worker(db, schedule=False, poll_interval=0.2):
+        tasks = {i: db.queue.wait(i, timeout=120) for i in (task_id, missing, early, bad)}
+    task = tasks[task_id]
+    assert task.status == "completed", task.error
+    expected = run(Strategy.from_toml(spec), load(db, "BTC/USD"), capital=500, fee=0.002)
+    assert task.result["final_result_pct"] == pytest.approx(
+        expected.metrics["final_result_pct"], rel=1e-12
+    )
+    stored = load_run(db, task.result["run_id"])
+    assert stored.spec == spec and stored.spec_format == "toml" and stored.task_id == task_id
+    assert stored.config["capital"] == 500 and stored.config["fee"] == 0.002
+    filled = expected.trades[expected.trades["status"] == "filled"]
+    assert len(stored.trades) == len(filled) > 0
+    np.testing.assert_allclose(stored.trades["price"], filled["price"])
+    assert stored.equity_points_full == 2 * 1440 and len(stored.equity) <= 4000
+    assert stored.equity.iloc[-1] == pytest.approx(expected.equity.iloc[-1])
+    for failed, words in [(missing, "no candles are stored"), (early, "stored candles cover")]:
+        t = tasks[failed]
+        assert t.status == "failed" and t.attempts == 1, t.error
+        assert "insufficient data" in t.error and words in t.error
+    assert tasks[bad].status == "failed" and "REQUIRED" in tasks[bad].error
+
+
+def test_bulk_backtest_fans_out_and_ranks(with_candles: Database) -> None:
+    db = with_candles
+    payload = {
+        "template": CROSS, "grid": {"fast": [3, 5, 8], "slow": [13, 21, 34]},
+        "pair": "BTC/USD", "chunk_size": 4,
+    }  # fmt: skip
+    bulk = db.queue.enqueue("BulkBacktest", payload, priority="high")
+    with botq.Worker(db, concurrency=2, schedule=False, poll_interval=0.2):
+        task = db.queue.wait(bulk, timeout=180)
+    assert task.status == "completed", task.error
+    assert task.result == {"bulk_id": bulk, "variants": 9, "chunks": 3, "children": 3,
+                           "children_failed": 0, "children_cancelled": 0}  # fmt: skip
+    table = results(db, bulk)
+    assert len(table) == 9 and table["name"].is_unique
+    ranked = table["final_result_pct"].to_numpy()
+    assert (np.diff(ranked) <= 0).all()  # best first
+    assert {t.priority for t in db.queue.list(type="BacktestChunk")} == {"high"}
+
+
+def test_cancelling_a_bulk_backtest_stops_its_chunks(with_candles: Database) -> None:
+    db = with_candles
+    payload = {"template": CROSS, "grid": {"fast": list(range(2, 12)), "slow": [30, 40, 50]},
+               "pair": "BTC/USD", "chunk_size": 1}  # fmt: skip
+    bulk = db.queue.enqueue("BulkBacktest", payload)
+    with botq.Worker(db, schedule=False, poll_interval=0.2):
+        from tests.support.util import wait_until
+
+        wait_until(lambda: db.queue.get(bulk).waiting_children, timeout=60)
+        assert db.queue.cancel(bulk).status == "cancelled"
+        wait_until(lambda: db.queue.children_counts(bulk)["running"] == 0, timeout=60)
+    counts = db.queue.children_counts(bulk)
+    assert counts["pending"] == 0 and counts["cancelled"] > 0
+    assert len(results(db, bulk)) < 30
