@@ -99,9 +99,15 @@ def save_run(
     spec_format: str,
     task_id: int | None = None,
     bulk_id: int | None = None,
+    store_trades: bool = True,
 ) -> int:
-    """Store a run (its row, trades and downsampled equity) in one transaction; return its id."""
-    trades = result.trades
+    """Store a run (its row, trades and downsampled equity) in one transaction; return its id.
+
+    `store_trades=False` keeps only the metrics and equity (what a sweep compares): a
+    crossover on a million minutes fills tens of thousands of orders, and the trades of any
+    run can be recomputed from its stored spec and config.
+    """
+    trades = result.trades if store_trades else result.trades.iloc[:0]
     if "status" in trades.columns:
         trades = trades[trades["status"] == "filled"]
     equity = result.equity

@@ -4,11 +4,13 @@ Backtest payload: {"strategy": TOML text or dict, "pair", "start"?, "end"?, "tim
 "capital"?, "fee"?, "fill"?}. Result: the metrics plus `run_id`.
 
 BulkBacktest payload: {"strategies": [TOML text or dict, ...]} or {"template": TOML text or
-dict with {placeholders}, "grid": {"name": [values, ...], ...}}, plus the Backtest fields and
-"chunk_size"? (variants per child task, default 20). It enqueues BacktestChunk children with
-its own priority, each running several variants on candles and indicators loaded once, and
-waits for them (see `Context.wait_for_children`): its progress follows them, it completes
-when all have finished (its result says how many failed), cancelling it cancels them.
+dict with {placeholders}, "grid": {"name": [values, ...], ...}}, plus the Backtest fields,
+"chunk_size"? (variants per child task, default 20) and "store_trades"? (default false: the
+runs keep metrics and equity; their trades are recomputable from the stored spec). It
+enqueues BacktestChunk children with its own priority, each running several variants on
+candles and indicators loaded once, and waits for them (see `Context.wait_for_children`):
+its progress follows them, it completes when all have finished (its result says how many
+failed), cancelling it cancels them.
 `botq.backtest.storage.results(db, bulk_id)` compares the runs side by side.
 """
 
@@ -150,7 +152,7 @@ def backtest_chunk(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
         run_ids.append(
             save_run(
                 ctx.db, result, spec=spec, spec_format="json", task_id=ctx.task.id,
-                bulk_id=payload.get("bulk_id"),
+                bulk_id=payload.get("bulk_id"), store_trades=bool(payload.get("store_trades")),
             )
         )  # fmt: skip
         ctx.progress((i + 1) / len(strategies), f"{i + 1}/{len(strategies)} variants stored")
