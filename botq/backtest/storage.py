@@ -44,6 +44,16 @@ INSERT_EQUITY = """
 INSERT INTO botq_backtest_equity (run_id, n, full_n, ts, value)
 VALUES (%(run_id)s, %(n)s, %(full_n)s, %(ts)s, %(value)s)
 """
+INSERT_SUMMARIES = """
+INSERT INTO botq_backtest_runs (name, spec, spec_format, config, metrics, final_result, pair,
+                                candle_start, candle_end, candles, task_id, bulk_id)
+SELECT r.name, r.spec, 'json', %(config)s::jsonb, r.metrics, r.final_result, %(pair)s,
+       %(candle_start)s, %(candle_end)s, %(candles)s, %(task_id)s, %(bulk_id)s
+FROM jsonb_to_recordset(%(runs)s::jsonb)
+     AS r (n int, name text, spec text, metrics jsonb, final_result float8)
+ORDER BY r.n
+RETURNING id
+"""
 SELECT_BULK = """
 SELECT id, name, final_result, metrics, created_at FROM botq_backtest_runs
 WHERE bulk_id = %(bulk_id)s ORDER BY final_result DESC NULLS LAST, id
@@ -162,6 +172,36 @@ def save_run(
             },
         )
     return run_id
+
+
+def save_summaries(
+    db: Database,
+    table: pd.DataFrame,
+    specs: list[str],
+    *,
+    config: dict[str, Any],
+    candle_range: tuple[pd.Timestamp, pd.Timestamp, int],
+    task_id: int | None = None,
+    bulk_id: int | None = None,
+) -> list[int]:
+    """Store many runs' metrics (a `run_many` table, one spec per row) in one statement.
+
+    What a sweep compares; each run's trades and equity are recomputable from its spec.
+    """
+    runs = []
+    for spec, record in zip(specs, table.to_dict("records"), strict=True):
+        metrics = json_safe({k: v for k, v in record.items() if k != "name"})
+        runs.append({"n": len(runs), "name": record["name"], "spec": spec, "metrics": metrics,
+                     "final_result": metrics.get("final_result_pct")})  # fmt: skip
+    first, last, count = candle_range
+    with db.connection() as conn:
+        rows = conn.execute(
+            INSERT_SUMMARIES,
+            {"runs": json.dumps(runs), "config": json.dumps(json_safe(config)),
+             "pair": config.get("pair"), "candle_start": first, "candle_end": last,
+             "candles": count, "task_id": task_id, "bulk_id": bulk_id},
+        ).fetchall()  # fmt: skip
+    return [int(r[0]) for r in rows]
 
 
 def results(db: Database, bulk_id: int) -> pd.DataFrame:

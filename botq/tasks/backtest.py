@@ -5,8 +5,9 @@ Backtest payload: {"strategy": TOML text or dict, "pair", "start"?, "end"?, "tim
 
 BulkBacktest payload: {"strategies": [TOML text or dict, ...]} or {"template": TOML text or
 dict with {placeholders}, "grid": {"name": [values, ...], ...}}, plus the Backtest fields,
-"chunk_size"? (variants per child task, default 20) and "store_trades"? (default false: the
-runs keep metrics and equity; their trades are recomputable from the stored spec). It
+"chunk_size"? (variants per child task, default 20), "store_equity"? and "store_trades"?
+(default false: a sweep keeps each run's metrics; its equity and trades are recomputable from
+the stored spec with `botq.backtest.run`). It
 enqueues BacktestChunk children with its own priority, each running several variants on
 candles and indicators loaded once, and waits for them (see `Context.wait_for_children`):
 its progress follows them, it completes when all have finished (its result says how many
@@ -19,8 +20,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
+
 from botq.backtest import Strategy, Template, grid, run, run_many
-from botq.backtest.storage import json_safe, save_run
+from botq.backtest.storage import json_safe, save_run, save_summaries
 from botq.errors import MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
 from botq.market.timeframes import TIMEFRAMES
@@ -141,14 +144,24 @@ def backtest_chunk(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
         raise PayloadError("strategies", "a non-empty list of strategy dicts")
     s = _settings(payload)
     candles = _candles(ctx, s)
-    results = run_many(
-        strategies, candles, capital=s["capital"], fee=s["fee"], fill=s["fill"], details=True
-    )
+    specs = [json.dumps(strategy.to_dict()) for strategy in strategies]
+    options = {"capital": s["capital"], "fee": s["fee"], "fill": s["fill"]}
+    if not (payload.get("store_trades") or payload.get("store_equity")):
+        table = run_many(strategies, candles, **options)
+        first = pd.Timestamp(int(candles.time[0]), tz="UTC")
+        last = pd.Timestamp(int(candles.time[-1]), tz="UTC")
+        config = {**options, "pair": s["pair"], "timeframe": s["timeframe"],
+                  "start": first.isoformat(), "end": last.isoformat()}  # fmt: skip
+        run_ids = save_summaries(
+            ctx.db, table, specs, config=config, candle_range=(first, last, len(candles)),
+            task_id=ctx.task.id, bulk_id=payload.get("bulk_id"),
+        )  # fmt: skip
+        return {"run_ids": run_ids, "variants": len(strategies), "candles": len(candles)}
+    results = run_many(strategies, candles, **options, details=True)
     run_ids = []
-    for i, (strategy, result) in enumerate(zip(strategies, results, strict=True)):
+    for i, (spec, result) in enumerate(zip(specs, results, strict=True)):
         if ctx.cancelled:
             break
-        spec = json.dumps(strategy.to_dict())
         run_ids.append(
             save_run(
                 ctx.db, result, spec=spec, spec_format="json", task_id=ctx.task.id,

@@ -89,6 +89,17 @@ def test_bulk_backtest_fans_out_and_ranks(with_candles: Database) -> None:
     ranked = table["final_result_pct"].to_numpy()
     assert (np.diff(ranked) <= 0).all()  # best first
     assert {t.priority for t in db.queue.list(type="BacktestChunk")} == {"high"}
+    best = load_run(db, int(table["run_id"][0]))  # a sweep keeps metrics and the spec
+    assert best.metrics["final_result_pct"] == ranked[0] and best.trades.empty
+    rerun = run(Strategy.from_dict(__import__("json").loads(best.spec)), load(db, "BTC/USD"))
+    assert rerun.metrics["final_result_pct"] == pytest.approx(ranked[0], rel=1e-12)
+
+    detailed = db.queue.enqueue("BulkBacktest", {**payload, "grid": {"fast": [5], "slow": [21]},
+                                                 "store_equity": True})  # fmt: skip
+    with botq.Worker(db, schedule=False, poll_interval=0.2):
+        assert db.queue.wait(detailed, timeout=120).status == "completed"
+    kept = load_run(db, int(results(db, detailed)["run_id"][0]))
+    assert kept.equity_points_full == 2 * 1440 and kept.trades.empty
 
 
 def test_cancelling_a_bulk_backtest_stops_its_chunks(with_candles: Database) -> None:
