@@ -188,7 +188,7 @@ def save_summaries(
 
     What a sweep compares; each run's trades and equity are recomputable from its spec.
     """
-    runs = []
+    runs: list[dict[str, Any]] = []
     for spec, record in zip(specs, table.to_dict("records"), strict=True):
         metrics = json_safe({k: v for k, v in record.items() if k != "name"})
         runs.append({"n": len(runs), "name": record["name"], "spec": spec, "metrics": metrics,
