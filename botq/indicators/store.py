@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from botq.errors import MarketDataError
-from botq.market.store import PG_EPOCH_US, _pair_id
+from botq.market.store import PG_EPOCH_US, pair_id_of, to_utc_ns
 from botq.market.timeframes import timeframe_minutes
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def store_series(
         "values": [val_be[a:b].tobytes() for a, b in zip(starts, ends, strict=True)],
     }
     with db.connection() as conn, conn.transaction():
-        params["pair_id"] = _pair_id(conn, pair, create=True)
+        params["pair_id"] = pair_id_of(conn, pair, create=True)
         conn.execute(UPSERT_DAYS, params)
     return len(time_ns)
 
@@ -85,14 +85,11 @@ def load_series(
     end: datetime | str | None = None,
 ) -> pd.Series:
     """A stored indicator as a Series with a UTC DatetimeIndex (start <= time < end)."""
-    start_ts = None if start is None else pd.Timestamp(start)
-    end_ts = None if end is None else pd.Timestamp(end)
-    if start_ts is not None and start_ts.tzinfo is None:
-        start_ts = start_ts.tz_localize("UTC")
-    if end_ts is not None and end_ts.tzinfo is None:
-        end_ts = end_ts.tz_localize("UTC")
+    start_ns, end_ns = to_utc_ns(start), to_utc_ns(end)
+    start_ts = None if start_ns is None else pd.Timestamp(start_ns, tz="UTC")
+    end_ts = None if end_ns is None else pd.Timestamp(end_ns, tz="UTC")
     with db.connection() as conn:
-        pair_id = _pair_id(conn, pair, create=False)
+        pair_id = pair_id_of(conn, pair, create=False)
         rows = []
         if pair_id is not None:
             params = {"pair_id": pair_id, "timeframe": timeframe, "name": name,
@@ -108,13 +105,11 @@ def load_series(
     values = np.frombuffer(b"".join(r[1] for r in rows), ">f8").astype(np.float64)
     index = pd.DatetimeIndex((us + PG_EPOCH_US) * 1000, tz="UTC", name="time")
     series = pd.Series(values, index=index, name=name)
-    lo = None if start_ts is None else start_ts
-    hi = None if end_ts is None else end_ts
     mask = np.ones(len(series), bool)
-    if lo is not None:
-        mask &= series.index >= lo
-    if hi is not None:
-        mask &= series.index < hi
+    if start_ts is not None:
+        mask &= series.index >= start_ts
+    if end_ts is not None:
+        mask &= series.index < end_ts
     return series[mask]
 
 

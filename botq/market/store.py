@@ -109,7 +109,8 @@ ON CONFLICT (pair_id) DO UPDATE SET source = EXCLUDED.source, cursor = EXCLUDED.
 """
 
 
-def _pair_id(conn: psycopg.Connection, pair: str, *, create: bool) -> int | None:
+def pair_id_of(conn: psycopg.Connection, pair: str, *, create: bool) -> int | None:
+    """The id of `pair` in botq_pairs (created when `create`), or None."""
     row = conn.execute(PAIR_ID if create else FIND_PAIR, {"name": pair}).fetchone()
     if row is None and create:  # lost a race with another writer: the row exists now
         row = conn.execute(FIND_PAIR, {"name": pair}).fetchone()
@@ -172,7 +173,7 @@ def write_candles(
     if np.any(closed.time % NS_PER_MINUTE):
         raise MarketDataError("candle times must fall on whole minutes (UTC)")
     with db.connection() as conn, conn.transaction():
-        pair_id = _pair_id(conn, pair, create=True)
+        pair_id = pair_id_of(conn, pair, create=True)
         assert pair_id is not None
         if len(closed):
             conn.execute(LOCK_PAIR, {"key": WRITE_LOCK_KEY, "pair_id": pair_id})
@@ -195,7 +196,8 @@ def write_candles(
     return len(closed)
 
 
-def _to_ns(value: datetime | str | int | np.datetime64 | None) -> int | None:
+def to_utc_ns(value: datetime | str | int | np.datetime64 | None) -> int | None:
+    """A time as int64 UTC nanoseconds: ints are taken as ns, naive times as UTC."""
     if value is None:
         return None
     if isinstance(value, int | np.integer):
@@ -227,11 +229,11 @@ def load(
     close is marked incomplete (`complete[-1]` False).
     """
     width = timeframe_minutes(timeframe) * NS_PER_MINUTE
-    start_ns, end_ns = _to_ns(start), _to_ns(end)
+    start_ns, end_ns = to_utc_ns(start), to_utc_ns(end)
     if start_ns is not None and timeframe != "1m":
         start_ns -= start_ns % width  # whole buckets only
     with db.connection() as conn:
-        pair_id = _pair_id(conn, pair, create=False)
+        pair_id = pair_id_of(conn, pair, create=False)
         if pair_id is None:
             raise MarketDataError(
                 f"no candles stored for {pair!r}; sync them first with "
@@ -273,19 +275,19 @@ def coverage(db: Database, pair: str | None = None, *, gaps: int = 5) -> list[Co
 def last_candle_ns(db: Database, pair: str) -> int | None:
     """The time of the newest stored candle of `pair` (ns), or None."""
     with db.connection() as conn:
-        pair_id = _pair_id(conn, pair, create=False)
+        pair_id = pair_id_of(conn, pair, create=False)
         if pair_id is None:
             return None
         row = conn.execute(LAST_TS, {"pair_id": pair_id}).fetchone()
     if row is None or row[0] is None:
         return None
-    return _to_ns(row[0])
+    return to_utc_ns(row[0])
 
 
 def sync_cursor(db: Database, pair: str) -> tuple[str, str | None] | None:
     """(source, cursor) saved by the last history sync of `pair`, or None."""
     with db.connection() as conn:
-        pair_id = _pair_id(conn, pair, create=False)
+        pair_id = pair_id_of(conn, pair, create=False)
         if pair_id is None:
             return None
         row = conn.execute(GET_CURSOR, {"pair_id": pair_id}).fetchone()

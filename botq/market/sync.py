@@ -19,7 +19,7 @@ import numpy as np
 
 from botq.errors import MarketDataError
 from botq.market.candles import Candles
-from botq.market.store import _to_ns, last_candle_ns, sync_cursor, write_candles
+from botq.market.store import last_candle_ns, sync_cursor, to_utc_ns, write_candles
 from botq.market.synthetic import synthetic
 from botq.market.timeframes import NS_PER_MINUTE
 
@@ -94,7 +94,7 @@ def sync_history(
         raise MarketDataError(f"source {source!r} is not one of {', '.join(SOURCES)}")
     report = progress or (lambda fraction, message: None)
     stop = should_stop or (lambda: False)
-    until_ns = _floor_minute(_to_ns(until) or _now_ns())
+    until_ns = _floor_minute(to_utc_ns(until) or _now_ns())
     # One sync per pair at a time, across every worker process: a second one waits here, then
     # resumes from what the first stored. (It also keeps Kraken's per-pair limit per pair.)
     with db.connection() as lock_conn:
@@ -127,7 +127,7 @@ def _sync_locked(
     else:
         resume = last_candle_ns(db, pair)
         start_ns = (
-            _floor_minute(_to_ns(since))  # type: ignore[arg-type]
+            _floor_minute(to_utc_ns(since))  # type: ignore[arg-type]
             if since is not None
             else resume + NS_PER_MINUTE
             if resume is not None
