@@ -32,26 +32,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from botq.backtest.templates import ema_cross  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
-CROSS = """
-[meta]
-name = "EMA cross"
-[[actions]]
-type = "open_long"
-amount = "100%"
-  [[actions.triggers]]
-  indicator = "ema_{fast}"
-  operator = "cross_above"
-  target = "ema_{slow}"
-[[actions]]
-type = "sell"
-amount = "100%"
-  [[actions.triggers]]
-  indicator = "ema_{fast}"
-  operator = "cross_below"
-  target = "ema_{slow}"
-"""
 
 DCA = """
 [meta]
@@ -122,7 +107,7 @@ def child(kind: str, bars: int, variants: int) -> dict[str, Any]:
     if kind == "botq_single":
         from botq.backtest import Strategy, run
 
-        s = Strategy.from_toml(CROSS.replace("{fast}", "12").replace("{slow}", "26"))
+        s = Strategy.from_toml(ema_cross().replace("{fast}", "12").replace("{slow}", "26"))
         t0 = time.perf_counter()
         result = run(s, candles)
         out["first_call_s"] = time.perf_counter() - t0
@@ -138,7 +123,7 @@ def child(kind: str, bars: int, variants: int) -> dict[str, Any]:
         from botq.backtest import Template, grid, run_many
 
         fast, slow = _grid(variants)
-        strategies = grid(Template(CROSS), {"fast": fast, "slow": slow})
+        strategies = grid(Template(ema_cross()), {"fast": fast, "slow": slow})
         run_many(strategies[:2], candles)  # compile
         t0 = time.perf_counter()
         table = run_many(strategies, candles)
@@ -266,7 +251,7 @@ def queue_sweep(bars: int, variants: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 bulk = db.queue.enqueue(
                     "BulkBacktest",
-                    {"template": CROSS, "grid": {"fast": fast, "slow": slow},
+                    {"template": ema_cross(), "grid": {"fast": fast, "slow": slow},
                      "pair": "BTC/USD", "chunk_size": 50},
                 )  # fmt: skip
                 task = db.queue.wait(bulk, timeout=3600)

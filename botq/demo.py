@@ -14,33 +14,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botq.backtest.templates import ema_cross
 from botq.db.database import Database, connect, redact
 from botq.queue.handlers import Context, RetryPolicy, handler
 from botq.queue.model import Status, Task
 from botq.queue.worker import Worker
 
-EMA_CROSS = """
-[meta]
-name = "EMA cross"
-
-[[actions]]
-type = "open_long"
-amount = "100%"
-  [[actions.triggers]]
-  indicator = "ema_{fast}"
-  operator = "cross_above"
-  target = "ema_{slow}"
-  timeframe = "15m"
-
-[[actions]]
-type = "sell"
-amount = "100%"
-  [[actions.triggers]]
-  indicator = "ema_{fast}"
-  operator = "cross_below"
-  target = "ema_{slow}"
-  timeframe = "15m"
-"""
+EMA_CROSS = ema_cross("15m")
 
 
 @handler("DemoCompute")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from botq.backtest.enums import TRADE_DTYPE, Reason
 from botq.backtest.run import BacktestResult, run, run_many
 from botq.backtest.strategy import Action, Strategy, Trigger
-from botq.backtest.templates import Template, grid
+from botq.backtest.templates import Template, ema_cross, grid
 from botq.backtest.validate import validate
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Strategy",
     "Template",
     "Trigger",
+    "ema_cross",
     "grid",
     "run",
     "run_many",

@@ -55,21 +55,6 @@ def synthetic(
     `drift` the annual log drift (0.1 = +10 %/year); `vol` the annualised volatility (0.6 =
     60 %).
     """
-    arrays = _synthetic_arrays(pair, start, periods, seed, price=price, drift=drift, vol=vol)
-    return Candles.from_arrays(pair, arrays)
-
-
-def _synthetic_arrays(
-    pair: str,
-    start: datetime | str | int | np.datetime64,
-    periods: int,
-    seed: int = 0,
-    *,
-    price: float | None = None,
-    drift: float = 0.0,
-    vol: float = 0.6,
-) -> dict[str, np.ndarray]:
-    """The arrays behind `synthetic` (a plain dict keyed by `CANDLE_FIELDS`)."""
     if isinstance(periods, bool) or not isinstance(periods, (int, np.integer)) or periods < 0:
         raise ValueError(f"periods must be an int >= 0, got {periods!r}")
     if not isinstance(pair, str) or not pair.strip():
@@ -114,7 +99,7 @@ def _synthetic_arrays(
         base_volume,
     )
     arrays = (time, o, h, lo, c, v, trades, vw)
-    return dict(zip(CANDLE_FIELDS, arrays, strict=True))
+    return Candles.from_arrays(pair, dict(zip(CANDLE_FIELDS, arrays, strict=True)))
 
 
 def _draws(seed: int, pair: str, n: int) -> tuple[np.ndarray, ...]:

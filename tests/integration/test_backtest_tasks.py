@@ -8,31 +8,11 @@ import pytest
 import botq
 from botq.backtest import Strategy, run
 from botq.backtest.storage import load_run, results
+from botq.backtest.templates import ema_cross
 from botq.db.database import Database
 from botq.market import load, synthetic, write_candles
 
-CROSS = """
-[meta]
-name = "EMA cross"
-
-[[actions]]
-type = "open_long"
-amount = "100%"
-
-  [[actions.triggers]]
-  indicator = "ema_{fast}"
-  operator = "cross_above"
-  target = "ema_{slow}"
-
-[[actions]]
-type = "sell"
-amount = "100%"
-
-  [[actions.triggers]]
-  indicator = "ema_{fast}"
-  operator = "cross_below"
-  target = "ema_{slow}"
-"""
+CROSS = ema_cross()
 
 
 @pytest.fixture
