@@ -492,6 +492,13 @@ def simulate_nb(
                 n_pos[a - a_lo] += 1
     mask = np.empty((n_act, min(n, _BLOCK)), np.bool_)
     ybuf = np.empty(_BLOCK + 1)
+    # per candle of the block: some open_long may act / some buy or sell may act
+    any_open = np.empty(min(n, _BLOCK), np.bool_)
+    any_pos = np.empty(min(n, _BLOCK), np.bool_)
+    has_open = False
+    for a in range(a_lo, a_hi):
+        if act_int[a, _A_TYPE] == _OPEN:
+            has_open = True
     blk = 0  # first candle of the current block
     nxt = 0  # first candle of the next block
 
@@ -506,13 +513,81 @@ def simulate_nb(
     exposed = 0
     last_px = np.nan
 
-    for i in range(n):
+    i = 0
+    while i < n:
         if i == nxt:
             blk = i
-            nxt = i + _BLOCK
-            _masks_nb(
-                cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, min(_BLOCK, n - blk), mask, ybuf
-            )
+            m = min(_BLOCK, n - blk)
+            nxt = i + m
+            _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, m, mask, ybuf)
+            any_open[:m] = False
+            any_pos[:m] = False
+            for a in range(a_lo, a_hi):
+                dst = any_open if act_int[a, _A_TYPE] == _OPEN else any_pos
+                row = mask[a - a_lo]
+                for q in range(m):
+                    dst[q] |= row[q]
+        # Skip ahead to the next candle on which some action may act, marking the portfolio
+        # to each close on the way: nothing else can change while no order is queued and no
+        # open position has per-candle state (trailing peaks) to follow.
+        if nq == 0 and (state[0] == 0 or s_hi == s_lo):
+            j = i - blk
+            end = nxt - blk
+            if state[0] == 0:
+                if has_open:
+                    while j < end and not any_open[j]:
+                        j += 1
+                else:
+                    j = end
+            else:
+                while j < end and not (any_open[j] or any_pos[j]):
+                    j += 1
+            stop = blk + j
+            if stop > i:
+                cash = stats[_S_CASH]
+                hold = stats[_S_HOLD]
+                if state[0] > 0:
+                    exposed += stop - i
+                if hold > 0.0:
+                    for q in range(i, stop):
+                        c = close[q]
+                        if c == c:
+                            last_px = c
+                        e = cash + hold * last_px
+                        if keep_equity:
+                            equity[q] = e
+                        if e != prev_e:
+                            r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
+                            down = min(r, 0.0)
+                            r_sum += r
+                            r_sq += r * r
+                            d_sq += down * down
+                            peak = max(peak, e)
+                            if peak - e > max_dd * peak:
+                                max_dd = (peak - e) / peak
+                                dd_val = peak - e
+                            prev_e = e
+                else:
+                    q = stop - 1
+                    while q >= i and close[q] != close[q]:
+                        q -= 1
+                    if q >= i:
+                        last_px = close[q]
+                    if keep_equity:
+                        equity[i:stop] = cash
+                    if cash != prev_e:
+                        r = cash / prev_e - 1.0 if prev_e > 0.0 else 0.0
+                        down = min(r, 0.0)
+                        r_sum += r
+                        r_sq += r * r
+                        d_sq += down * down
+                        peak = max(peak, cash)
+                        if peak - cash > max_dd * peak:
+                            max_dd = (peak - cash) / peak
+                            dd_val = peak - cash
+                        prev_e = cash
+                i = stop
+                continue
         # 1. orders decided on the previous candle fill at this open
         if nq > 0:
             px = open_[i]
@@ -580,6 +655,12 @@ def simulate_nb(
                         if j > 0 or g_counts[ai] >= maxc:
                             break
                         s = -1
+                        if not next_open and state[0] >= max_pos and c > 0.0:
+                            # cheap path for the common case of a signal while fully invested
+                            k = _reject_nb(
+                                recs, k, verbose, stats, i, ai, 0, _R_MAXPOS, c, 0.0, 0.0
+                            )
+                            break
                     else:
                         if j >= state[0]:
                             break
@@ -668,6 +749,7 @@ def simulate_nb(
             prev_e = e
         if state[0] > 0:
             exposed += 1
+        i += 1
 
     stats[_S_FINAL] = prev_e
     stats[_S_RSUM] = r_sum
