@@ -365,6 +365,23 @@ def _execute_nb(
     return k, False
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _next_set_nb(flags, words, j, end):
+    """First k in [j, end) with flags[k] != 0, else end; `words` is flags viewed as uint64,
+    so that long quiet stretches are crossed eight candles at a time."""
+    while j < end and j & 7:
+        if flags[j]:
+            return j
+        j += 1
+    while j + 8 <= end and words[j >> 3] == 0:
+        j += 8
+    while j < end:
+        if flags[j]:
+            return j
+        j += 1
+    return end
+
+
 # candles per block for which the position-independent part of every action is precomputed
 _BLOCK = 2048
 
@@ -493,8 +510,11 @@ def simulate_nb(
     mask = np.empty((n_act, min(n, _BLOCK)), np.bool_)
     ybuf = np.empty(_BLOCK + 1)
     # per candle of the block: some open_long may act / some buy or sell may act
-    any_open = np.empty(min(n, _BLOCK), np.bool_)
-    any_pos = np.empty(min(n, _BLOCK), np.bool_)
+    width = (min(n, _BLOCK) + 7) // 8 * 8
+    any_open = np.zeros(width, np.uint8)
+    any_act = np.zeros(width, np.uint8)  # open_long, buy or sell
+    open_words = any_open.view(np.uint64)
+    act_words = any_act.view(np.uint64)
     has_open = False
     for a in range(a_lo, a_hi):
         if act_int[a, _A_TYPE] == _OPEN:
@@ -520,13 +540,15 @@ def simulate_nb(
             m = min(_BLOCK, n - blk)
             nxt = i + m
             _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, m, mask, ybuf)
-            any_open[:m] = False
-            any_pos[:m] = False
+            any_open[:] = 0
+            any_act[:] = 0
             for a in range(a_lo, a_hi):
-                dst = any_open if act_int[a, _A_TYPE] == _OPEN else any_pos
                 row = mask[a - a_lo]
+                if act_int[a, _A_TYPE] == _OPEN:
+                    for q in range(m):
+                        any_open[q] |= row[q]
                 for q in range(m):
-                    dst[q] |= row[q]
+                    any_act[q] |= row[q]
         # Skip ahead to the next candle on which some action may act, marking the portfolio
         # to each close on the way: nothing else can change while no order is queued and no
         # open position has per-candle state (trailing peaks) to follow.
@@ -534,14 +556,9 @@ def simulate_nb(
             j = i - blk
             end = nxt - blk
             if state[0] == 0:
-                if has_open:
-                    while j < end and not any_open[j]:
-                        j += 1
-                else:
-                    j = end
+                j = _next_set_nb(any_open, open_words, j, end) if has_open else end
             else:
-                while j < end and not (any_open[j] or any_pos[j]):
-                    j += 1
+                j = _next_set_nb(any_act, act_words, j, end)
             stop = blk + j
             if stop > i:
                 cash = stats[_S_CASH]

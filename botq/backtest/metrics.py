@@ -152,10 +152,13 @@ def as_dict(columns: dict[str, np.ndarray], row: int = 0) -> dict[str, Any]:
 
 def buy_and_hold_pct(close: np.ndarray) -> float:
     """Last valid close / first valid close - 1, in %."""
-    ok = np.flatnonzero(close == close)
-    if ok.size == 0:
-        return math.nan
-    return float(close[ok[-1]] / close[ok[0]] - 1.0) * 100.0
+    first, last = (close[0], close[-1]) if close.size else (math.nan, math.nan)
+    if not (first == first and last == last):  # a gap at either end: look for valid closes
+        ok = np.flatnonzero(close == close)
+        if ok.size == 0:
+            return math.nan
+        first, last = close[ok[0]], close[ok[-1]]
+    return float(last / first - 1.0) * 100.0
 
 
 def from_equity(

@@ -31,6 +31,7 @@ from botq.backtest.engine_nb import run_batch_nb, simulate_nb
 from botq.backtest.enums import N_STATS, TRADE_DTYPE, ActCol, ActionType, Reason
 from botq.backtest.strategy import Strategy
 from botq.errors import Problem, StrategyError
+from botq.market.candles import utc_index
 
 FILLS = ("close", "next_open")
 _ACTION_NAMES = {int(a): a.name.lower() for a in ActionType}
@@ -175,7 +176,7 @@ def _trades_frame(recs: np.ndarray, c: Compiled, market: Market) -> pd.DataFrame
     ticks = recs["tick"]
     actions = recs["action"]
     reasons = recs["reason"]
-    times = pd.DatetimeIndex(market.time[ticks].view("datetime64[ns]")).tz_localize("UTC")
+    times = utc_index(market.time[ticks], name=None)
     types = c.act_int[:, ActCol.TYPE]
     labels = list(dict.fromkeys(c.labels))
     label_code = np.array([labels.index(lb) for lb in c.labels], dtype=np.int64)

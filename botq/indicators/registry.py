@@ -40,6 +40,7 @@ import pandas as pd
 
 from botq.errors import MarketDataError, Problem, StrategyError
 from botq.indicators import kernels as K
+from botq.market.candles import utc_index
 from botq.market.timeframes import NS_PER_MINUTE, resample_nb
 
 COLUMNS = ("open", "high", "low", "close", "volume")
@@ -509,9 +510,12 @@ def _length(candles: Any) -> int:
 def _index(candles: Any, n: int) -> pd.Index:
     if isinstance(candles, pd.DataFrame):
         return candles.index
+    time_index = getattr(candles, "time_index", None)
+    if time_index is not None:
+        return time_index()  # Candles build theirs once
     t = getattr(candles, "time", None)
     if t is not None:
-        return pd.DatetimeIndex(_as_ns(t).view("datetime64[ns]")).tz_localize("UTC")
+        return utc_index(_as_ns(t), name=None)
     return pd.RangeIndex(n)
 
 

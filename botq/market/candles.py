@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +12,18 @@ from botq.market.timeframes import NS_PER_MINUTE, resample_arrays, timeframe_min
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def utc_index(ns: np.ndarray, name: str | None = "time") -> pd.DatetimeIndex:
+    """A UTC DatetimeIndex over int64 nanoseconds since the epoch."""
+    import pandas as pd
+
+    return pd.DatetimeIndex(
+        np.asarray(ns, dtype=np.int64).view("datetime64[ns]"),
+        dtype="datetime64[ns, UTC]",
+        name=name,
+    )
+
 
 FLOAT_FIELDS = ("open", "high", "low", "close", "volume", "vwap")
 FIELDS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap")
@@ -38,6 +50,7 @@ class Candles:
     trades: np.ndarray
     vwap: np.ndarray
     complete: np.ndarray
+    _index: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.time)
@@ -115,11 +128,17 @@ class Candles:
         """The columns as a dict (time in int64 ns)."""
         return {f: getattr(self, f) for f in FIELDS}
 
+    def time_index(self) -> pd.DatetimeIndex:
+        """The times as a UTC DatetimeIndex named `time`, built once (a million rows take ~1 ms)."""
+        if self._index is None:
+            object.__setattr__(self, "_index", utc_index(self.time))
+        return self._index
+
     def to_pandas(self) -> pd.DataFrame:
         """A DataFrame with a UTC DatetimeIndex named `time` and one column per field."""
         import pandas as pd
 
-        index = pd.DatetimeIndex(self.time.view("datetime64[ns]"), name="time").tz_localize("UTC")
+        index = self.time_index()
         data = {f: getattr(self, f) for f in FIELDS[1:]}
         data["complete"] = self.complete
         return pd.DataFrame(data, index=index, copy=False)
