@@ -45,10 +45,19 @@ class BacktestResult:
 
     strategy: Strategy
     metrics: dict[str, Any]
-    trades: pd.DataFrame
     equity: pd.Series
     config: dict[str, Any] = field(default_factory=dict)
     records: np.ndarray = field(default_factory=lambda: np.empty(0, TRADE_DTYPE))
+    # the trades DataFrame, or a function building it: tens of thousands of rows take
+    # milliseconds that a caller looking at metrics only should not pay
+    _trades: Any = field(default=None, repr=False)
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        """One row per fill (and, verbose, per order not carried out), oldest first."""
+        if callable(self._trades):
+            object.__setattr__(self, "_trades", self._trades())
+        return self._trades
 
     def summary(self) -> str:
         """A few readable lines: period, results, trades, risk, timings."""
@@ -237,7 +246,7 @@ def _result(
     return BacktestResult(
         strategy=c.strategy,
         metrics=metrics,
-        trades=_trades_frame(recs, c, market),
+        _trades=lambda: _trades_frame(recs, c, market),
         equity=pd.Series(equity, index=index, name="equity", copy=False),
         config=config,
         records=recs,
