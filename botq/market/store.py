@@ -9,6 +9,7 @@ a million minutes arrive as ~700 rows.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -20,6 +21,8 @@ from botq.market.candles import Candles
 from botq.market.timeframes import NS_PER_MINUTE, timeframe_minutes
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import psycopg
 
     from botq.db.database import Database
@@ -29,6 +32,8 @@ PG_EPOCH_US = 946_684_800_000_000
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = _COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
+_INT2 = struct.Struct(">h")
+_INT4 = struct.Struct(">i")
 
 # One row of the binary COPY stream: field count, then (length, value) per field.
 _ROW_IN = np.dtype(
@@ -73,12 +78,15 @@ ON CONFLICT (pair_id, ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, trades = EXCLUDED.trades, vwap = EXCLUDED.vwap
 """
-SELECT_DAYS = """
-SELECT ts, open, high, low, close, volume, trades, vwap FROM botq_candle_days
-WHERE pair_id = %(pair_id)s
-  AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
-  AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
-ORDER BY day
+# Day rows as a binary COPY stream: one message per day, read without a Python object per value.
+COPY_DAYS_OUT = """
+COPY (
+    SELECT n, ts, open, high, low, close, volume, trades, vwap FROM botq_candle_days
+    WHERE pair_id = %(pair_id)s
+      AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
+      AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
+    ORDER BY day
+) TO STDOUT (FORMAT BINARY)
 """
 LOCK_PAIR = "SELECT pg_advisory_xact_lock(%(key)s, %(pair_id)s)"
 OVERLAP = """
@@ -133,17 +141,48 @@ def encode_copy(pair_id: int, candles: Candles) -> bytes:
     return _HEADER + rows.tobytes() + _TRAILER
 
 
-def decode_days(rows: list[tuple[bytes, ...]]) -> dict[str, np.ndarray]:
-    """Join packed day rows (SELECT_DAYS) into candle columns."""
-    out: dict[str, np.ndarray] = {}
-    for i, (name, dtype) in enumerate(_COLUMN_DTYPES.items()):
-        raw = np.frombuffer(b"".join(row[i] for row in rows), dtype)
-        key = "time" if name == "ts" else name
-        if name == "ts":
-            out[key] = (raw.astype(np.int64) + PG_EPOCH_US) * 1000
-        else:
-            out[key] = raw.astype(np.int64 if name == "trades" else np.float64)
-    return out
+def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str, np.ndarray]:
+    """Candle columns from the binary COPY stream of COPY_DAYS_OUT.
+
+    PostgreSQL sends one COPY message per day row (the file header and trailer may come alone
+    or with a row). Each day's packed bytes are byte-swapped straight from the received
+    message into one preallocated array per column: no join, no per-value copy.
+    """
+    days: list[tuple[memoryview, int, list[int]]] = []  # (message, candles, column offsets)
+    total = 0
+    for message in messages:
+        view = memoryview(message)
+        offset = 0
+        if view[: len(_COPY_SIGNATURE)] == _COPY_SIGNATURE:
+            offset = len(_HEADER) + _INT4.unpack_from(view, len(_HEADER) - 4)[0]
+        while offset < len(view):
+            (fields,) = _INT2.unpack_from(view, offset)
+            if fields == -1:  # trailer
+                break
+            if fields != 1 + len(_COLUMN_DTYPES):
+                raise MarketDataError(f"unexpected day row with {fields} fields in the COPY stream")
+            n = _INT4.unpack_from(view, offset + 6)[0]
+            offset += 10
+            starts = []
+            for _ in _COLUMN_DTYPES:
+                (size,) = _INT4.unpack_from(view, offset)
+                starts.append(offset + 4)
+                offset += 4 + size
+            days.append((view, n, starts))
+            total += n
+    out = {
+        name: np.empty(total, np.int64 if name in ("ts", "trades") else np.float64)
+        for name in _COLUMN_DTYPES
+    }
+    pos = 0
+    for view, n, starts in days:
+        for (name, dtype), start in zip(_COLUMN_DTYPES.items(), starts, strict=True):
+            out[name][pos : pos + n] = np.frombuffer(view, dtype, n, start)
+        pos += n
+    time = out.pop("ts")
+    time += PG_EPOCH_US  # in place: microseconds since 2000 -> nanoseconds since 1970
+    time *= 1000
+    return {"time": time, **out}
 
 
 def write_candles(
@@ -241,8 +280,9 @@ def load(
                 "botq.market.write_candles"
             )
         params = {"pair_id": pair_id, "start": _as_datetime(start_ns), "end": _as_datetime(end_ns)}
-        rows = conn.cursor(binary=True).execute(SELECT_DAYS, params).fetchall()
-    candles = Candles.from_arrays(pair, decode_days(rows)).between(start_ns, end_ns)
+        with conn.cursor().copy(COPY_DAYS_OUT, params) as copy:
+            columns = decode_days(copy)
+    candles = Candles.from_arrays(pair, columns).between(start_ns, end_ns)
     if timeframe == "1m":
         return candles
     return candles.resample(timeframe, until_ns=end_ns)
