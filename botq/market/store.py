@@ -2,16 +2,18 @@
 
 Writes go through binary COPY (built with NumPy, no Python object per row): straight into
 botq_candles when the minutes are new, else into a temporary table and one upsert, so
-re-writing a range replaces rows instead of duplicating them. Triggers keep botq_candle_days,
-the same candles packed one row per pair and UTC day, which reads decode with `np.frombuffer`:
-a million minutes arrive as ~700 rows.
+re-writing a range replaces rows instead of duplicating them. botq_candle_days holds the same
+candles packed one row per pair and UTC day: a write packs the days its candles fill on the
+client and has the server rebuild only days that also hold older candles; statement triggers
+keep the days of any other writer (plain SQL) in step. Loads stream the day rows with binary
+COPY and byte-swap them into NumPy columns: a million minutes arrive as ~700 rows.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +36,12 @@ _HEADER = _COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
 _INT2 = struct.Struct(">h")
 _INT4 = struct.Struct(">i")
+# The fixed start of a botq_candle_days COPY row: 11 fields; pair_id int2; day int4; n int4.
+_DAY_ROW = struct.Struct(">hihiiii")
+MINUTES_PER_DAY = 1440
+NS_PER_DAY = MINUTES_PER_DAY * NS_PER_MINUTE
+PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's date epoch, in days since 1970-01-01
+_EPOCH_DATE = date(1970, 1, 1)
 
 # One row of the binary COPY stream: field count, then (length, value) per field.
 _ROW_IN = np.dtype(
@@ -89,6 +97,21 @@ COPY (
 ) TO STDOUT (FORMAT BINARY)
 """
 LOCK_PAIR = "SELECT pg_advisory_xact_lock(%(key)s, %(pair_id)s)"
+# Tells the botq_candles triggers (migration 0005) that this transaction packs its own days.
+CLIENT_PACKS_DAYS = "SELECT set_config('botq.candle_days', 'client', true)"
+# How many candles each of some days holds now (to see which a write's candles fill alone).
+DAY_COUNTS = """
+SELECT (ts AT TIME ZONE 'UTC')::date, count(*) FROM botq_candles
+WHERE pair_id = %(pair_id)s AND ts >= %(from)s AND ts < %(to)s
+  AND (ts AT TIME ZONE 'UTC')::date = ANY(%(days)s)
+GROUP BY 1
+"""
+DELETE_DAYS = "DELETE FROM botq_candle_days WHERE pair_id = %(pair_id)s AND day = ANY(%(days)s)"
+COPY_DAYS_IN = """
+COPY botq_candle_days (pair_id, day, n, ts, open, high, low, close, volume, trades, vwap)
+FROM STDIN (FORMAT BINARY)
+"""
+REBUILD_DAYS = "SELECT botq_rebuild_candle_days(%(pairs)s::smallint[], %(days)s::date[])"
 OVERLAP = """
 SELECT EXISTS (
     SELECT 1 FROM botq_candles WHERE pair_id = %(pair_id)s AND ts >= %(first)s AND ts <= %(last)s
@@ -185,6 +208,71 @@ def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str,
     return {"time": time, **out}
 
 
+def _big_endian_columns(candles: Candles) -> dict[str, np.ndarray]:
+    """The packed-day byte layout of each column (what timestamptz_send/float8send write)."""
+    cols = {"ts": (candles.time // 1000 - PG_EPOCH_US).astype(">i8")}
+    for name in ("open", "high", "low", "close", "volume"):
+        cols[name] = candles[name].astype(">f8")
+    cols["trades"] = np.clip(candles.trades, 0, 2**31 - 1).astype(">i4")
+    cols["vwap"] = candles.vwap.astype(">f8")
+    return cols
+
+
+def encode_days_copy(pair_id: int, candles: Candles, starts: np.ndarray, keep: np.ndarray) -> bytes:
+    """Packed botq_candle_days rows for the UTC days of `candles` beginning at `starts[keep]`,
+    as a binary COPY stream: the same bytes the server's string_agg rebuild would store."""
+    cols = _big_endian_columns(candles)
+    ends = np.append(starts[1:], len(candles))
+    parts = [_HEADER]
+    for lo, hi in zip(starts[keep].tolist(), ends[keep].tolist(), strict=True):
+        day = int(candles.time[lo]) // NS_PER_DAY - PG_EPOCH_DAYS
+        parts.append(_DAY_ROW.pack(11, 2, pair_id, 4, day, 4, hi - lo))
+        for col in cols.values():
+            chunk = col[lo:hi].tobytes()
+            parts.append(_INT4.pack(len(chunk)))
+            parts.append(chunk)
+    parts.append(_TRAILER)
+    return b"".join(parts)
+
+
+def _store_days(conn: psycopg.Connection, pair_id: int, candles: Candles) -> None:
+    """Bring the packed days that `candles` (just written) touch up to date.
+
+    A day whose stored candles are exactly the ones written (all 1,440 minutes, or as many as
+    botq_candles now holds that day) is packed here from the arrays at hand; any other day
+    (old candles in minutes the write did not cover) is rebuilt by the server from its rows.
+    """
+    day = candles.time // NS_PER_DAY
+    starts = np.flatnonzero(np.diff(day, prepend=day[0] - 1))
+    counts = np.diff(np.append(starts, len(day)))
+    days = day[starts]
+    keep = counts == MINUTES_PER_DAY
+    if not keep.all():
+        partial = days[~keep]
+        rows = conn.execute(
+            DAY_COUNTS,
+            {
+                "pair_id": pair_id,
+                "from": _as_datetime(int(partial[0]) * NS_PER_DAY),
+                "to": _as_datetime(int(partial[-1] + 1) * NS_PER_DAY),
+                "days": [_as_date(d) for d in partial],
+            },
+        ).fetchall()
+        stored: dict[date, int] = {day: count for day, count in rows}
+        keep |= np.array([stored.get(_as_date(d)) == c for d, c in zip(days, counts, strict=True)])
+    if keep.any():
+        conn.execute(DELETE_DAYS, {"pair_id": pair_id, "days": [_as_date(d) for d in days[keep]]})
+        with conn.cursor().copy(COPY_DAYS_IN) as copy:
+            copy.write(encode_days_copy(pair_id, candles, starts, keep))
+    if not keep.all():
+        rebuild = [_as_date(d) for d in days[~keep]]
+        conn.execute(REBUILD_DAYS, {"pairs": [pair_id] * len(rebuild), "days": rebuild})
+
+
+def _as_date(epoch_day: int | np.integer) -> date:
+    return _EPOCH_DATE + timedelta(days=int(epoch_day))
+
+
 def write_candles(
     db: Database,
     candles: Candles,
@@ -216,6 +304,7 @@ def write_candles(
         assert pair_id is not None
         if len(closed):
             conn.execute(LOCK_PAIR, {"key": WRITE_LOCK_KEY, "pair_id": pair_id})
+            conn.execute(CLIENT_PACKS_DAYS)
             bounds = {
                 "pair_id": pair_id,
                 "first": _as_datetime(int(closed.time[0])),
@@ -230,6 +319,7 @@ def write_candles(
                 with conn.cursor().copy(COPY_IN) as copy:
                     copy.write(data)
                 conn.execute(UPSERT)
+            _store_days(conn, pair_id, closed)
         if cursor is not None:
             conn.execute(SET_CURSOR, {"pair_id": pair_id, "source": cursor[0], "cursor": cursor[1]})
     return len(closed)

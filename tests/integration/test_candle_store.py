@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
 from botq import MarketDataError
@@ -126,3 +127,45 @@ def test_clear_errors(db: Database) -> None:
         load(db, "BTC/USD", timeframe="2h")
     with pytest.raises(MarketDataError, match="1-minute"):
         write_candles(db, synthetic("BTC/USD", "2026-01-01", 120).resample("1h"))
+
+
+def test_days_packed_by_writes_match_a_server_rebuild(db: Database) -> None:
+    rng = np.random.default_rng(8)
+    candles = synthetic("BTC/USD", "2026-01-01 20:00", 4 * 1440, seed=7)
+    arrays = candles.arrays()
+    arrays["close"] = arrays["close"] * 1.001
+    arrays["high"] = np.maximum(arrays["high"], arrays["close"])
+    changed = Candles.from_arrays("BTC/USD", arrays)
+    writes = [
+        candles._take(rng.random(len(candles)) > 0.05),  # new minutes, some without trades
+        changed.between(changed.time[240], changed.time[3000]),  # a whole day and parts
+        changed._take(rng.random(len(changed)) > 0.5).between(changed.time[3100], None),
+    ]
+    expected = writes[0].to_pandas()
+    for w in writes:
+        write_candles(db, w)
+        expected = w.to_pandas().combine_first(expected)
+    with db.connection() as conn:
+        packed = conn.execute("SELECT * FROM botq_candle_days ORDER BY day").fetchall()
+        conn.execute(
+            "SELECT botq_rebuild_candle_days(array_agg(pair_id), array_agg(day)) "
+            "FROM botq_candle_days"
+        )
+        rebuilt = conn.execute("SELECT * FROM botq_candle_days ORDER BY day").fetchall()
+    assert len(packed) == 5 and packed == rebuilt
+    loaded = load(db, "BTC/USD").to_pandas()
+    pd.testing.assert_frame_equal(loaded, expected[loaded.columns], check_freq=False)
+
+
+def test_candles_of_unknown_pairs_and_deleting_pairs_with_candles_are_refused(db: Database) -> None:
+    # botq_candles has no per-row foreign key (migration 0005); the packed days keep one.
+    write_candles(db, synthetic("BTC/USD", "2026-01-01", 10, seed=1))
+    with db.connection() as conn:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute(
+                "INSERT INTO botq_candles (pair_id, ts, open, high, low, close, volume) "
+                "VALUES (999, '2026-01-01', 1, 1, 1, 1, 0)"
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("DELETE FROM botq_pairs WHERE name = 'BTC/USD'")
