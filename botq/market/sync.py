@@ -88,7 +88,9 @@ def sync_history(
 
     Without `since`, a sync resumes after the newest stored candle (or, the first time, starts
     30 days before `until`); with `since` it (re)fetches [since, until), which is harmless
-    since writes replace rows. `source="file"` imports `path` whole.
+    since writes replace rows. `source="file"` imports `path` whole. Without a `client`,
+    Kraken calls take their slots from a `PgRateLimiter`: one budget for every process
+    syncing against this database, whatever the pair.
     """
     if source not in SOURCES:
         raise MarketDataError(f"source {source!r} is not one of {', '.join(SOURCES)}")
@@ -196,10 +198,12 @@ def _sync_kraken(
     stop: Any,
 ) -> tuple[int, bool]:
     from botq.market.kraken import KrakenClient, default_http_client
+    from botq.market.ratelimit import PgRateLimiter
     from botq.market.trades_nb import trades_to_candles
 
     http = default_http_client() if client is None else None
-    kraken = client or KrakenClient(http)  # type: ignore[arg-type]
+    # Kraken's public budget is per IP: take it from the database, shared by every worker.
+    kraken = client or KrakenClient(http, limiter=PgRateLimiter(db))  # type: ignore[arg-type]
     added = 0
     carry = (np.empty(0, np.int64), np.empty(0), np.empty(0))  # trades of an unfinished minute
     try:
