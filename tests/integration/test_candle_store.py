@@ -169,3 +169,18 @@ def test_candles_of_unknown_pairs_and_deleting_pairs_with_candles_are_refused(db
         conn.rollback()
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.execute("DELETE FROM botq_pairs WHERE name = 'BTC/USD'")
+
+
+def test_rewriting_identical_candles_writes_nothing(db: Database) -> None:
+    candles = synthetic("BTC/USD", "2026-01-01 12:00", 2000, seed=9)
+    write_candles(db, candles)
+    versions = (  # the transaction that wrote each row version
+        "SELECT (SELECT array_agg(xmin::text ORDER BY day) FROM botq_candle_days), "
+        "count(DISTINCT xmin::text) FROM botq_candles"
+    )
+    with db.connection() as conn:
+        before = conn.execute(versions).fetchone()
+    assert write_candles(db, candles) == 2000
+    with db.connection() as conn:
+        after = conn.execute(versions).fetchone()
+    assert before == after and after is not None and after[1] == 1
