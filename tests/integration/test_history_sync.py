@@ -217,3 +217,35 @@ def test_history_sync_takes_krakens_budget_from_the_database(
     with db.connection() as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM botq_rate_buckets")]
     assert names == [PUBLIC_BUCKET]
+
+
+def test_a_recent_tail_comes_from_one_ohlc_call_without_the_forming_minute(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botq.market.sync as sync
+
+    fake = FakeKraken(start_s=1_767_225_600, n=15_000)  # ~17 hours of trades
+    fake.now_ns = int(fake.time_ns[-1]) + 1
+    forming = fake.now_ns - fake.now_ns % NS_PER_MINUTE
+    monkeypatch.setattr(sync, "_now_ns", lambda: forming)
+    since = forming - 300 * NS_PER_MINUTE
+    early = sync_history(
+        db,
+        "BTC/USD",
+        source="kraken",
+        since=since,
+        until=forming - 60 * NS_PER_MINUTE,
+        client=fake.client(),
+    )
+    tail = sync_history(db, "BTC/USD", source="kraken", client=fake.client())  # resumes: up to now
+    assert fake.calls.count("/0/public/OHLC") == 2 and "/0/public/Trades" not in fake.calls
+    assert early.candles_added > 0 and tail.candles_added > 0
+
+    done = fake.time_ns < forming  # what Kraken had committed
+    ref = trades_to_candles(fake.time_ns[done], fake.price[done], fake.volume[done])
+    keep = ref["time"] >= since
+    got = load(db, "BTC/USD")
+    assert got.time[-1] < forming  # the forming minute is not stored
+    np.testing.assert_array_equal(got.time, ref["time"][keep])
+    for name in ("open", "high", "low", "close", "trades", "volume", "vwap"):
+        np.testing.assert_array_equal(got[name], ref[name][keep], err_msg=name)

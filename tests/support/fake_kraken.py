@@ -41,6 +41,7 @@ class FakeKraken:
         self.volume = np.round(rng.exponential(0.05, n), 8)
         self.calls: list[str] = []
         self.times: list[float] = []
+        self.now_ns = int(self.time_ns[-1]) + 1  # what OHLC treats as now
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.times.append(time.monotonic())
@@ -69,7 +70,39 @@ class FakeKraken:
             key = KEYS[request.url.params.get("pair", "XBTUSD")]
             body = {"error": [], "result": {key: rows, "last": last}}
             return httpx.Response(200, content=json.dumps(body).encode())
+        if path.endswith("/OHLC"):
+            return self._ohlc(request)
         return httpx.Response(404)
+
+    def _ohlc(self, request: httpx.Request) -> httpx.Response:
+        """Kraken's OHLC at `self.now_ns`: the latest 720 minutes, empty ones as flat rows,
+        the forming minute last, `last` = the last committed minute (seconds)."""
+        from botq.market.trades_nb import trades_to_candles
+
+        now_ns = self.now_ns
+        forming = now_ns - now_ns % 60_000_000_000
+        seen = self.time_ns < now_ns
+        built = trades_to_candles(self.time_ns[seen], self.price[seen], self.volume[seen])
+        since_s = int(request.url.params.get("since", "0"))
+        rows: list[list[object]] = []
+        close = float(self.price[0])
+        for minute_ns in range(forming - 719 * 60_000_000_000, forming + 1, 60_000_000_000):
+            i = int(np.searchsorted(built["time"], minute_ns))
+            if i < len(built["time"]) and built["time"][i] == minute_ns:
+                o, h, lo, c = (float(built[k][i]) for k in ("open", "high", "low", "close"))
+                vwap, vol = float(built["vwap"][i]), float(built["volume"][i])
+                count = int(built["trades"][i])
+                close = c
+            else:
+                o = h = lo = c = close
+                vwap, vol, count = 0.0, 0.0, 0
+            if minute_ns // 10**9 > since_s:
+                row = [minute_ns // 10**9, *(repr(v) for v in (o, h, lo, c, vwap, vol)), count]
+                rows.append(row)
+        last = forming // 10**9 - 60
+        key = KEYS[request.url.params.get("pair", "XBTUSD")]
+        body = {"error": [], "result": {key: rows, "last": last}}
+        return httpx.Response(200, content=json.dumps(body).encode())
 
     def client(self, limiter: RateLimiter | None = None) -> KrakenClient:
         """A client on this fake; no rate limit unless `limiter` is given."""
