@@ -37,6 +37,7 @@ _HEADER = _COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
 _INT2 = struct.Struct(">h")
 _INT4 = struct.Struct(">i")
+_TOTAL_N = struct.Struct(">iqii")  # a COPY_DAYS_OUT row's first two fields: (8, total), (4, n)
 # The fixed start of a botq_candle_days COPY row: 11 fields; pair_id int2; day int4; n int4.
 _DAY_ROW = struct.Struct(">hihiiii")
 MINUTES_PER_DAY = 1440
@@ -63,6 +64,7 @@ _COLUMN_DTYPES = {
     "ts": ">i8", "open": ">f8", "high": ">f8", "low": ">f8", "close": ">f8",
     "volume": ">f8", "trades": ">i4", "vwap": ">f8",
 }  # fmt: skip
+_NATIVE = {name: np.int64 if name in ("ts", "trades") else np.float64 for name in _COLUMN_DTYPES}
 
 PAIR_ID = """
 WITH found AS (SELECT id FROM botq_pairs WHERE name = %(name)s),
@@ -102,9 +104,12 @@ WHERE NOT EXISTS (
 )
 """
 # Day rows as a binary COPY stream: one message per day, read without a Python object per value.
+# Each row also carries the total number of candles, so the reader can allocate its columns
+# at the first row and decode while the server is still sending.
 COPY_DAYS_OUT = """
 COPY (
-    SELECT n, ts, open, high, low, close, volume, trades, vwap FROM botq_candle_days
+    SELECT sum(n) OVER ()::int8, n, ts, open, high, low, close, volume, trades, vwap
+    FROM botq_candle_days
     WHERE pair_id = %(pair_id)s
       AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
       AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
@@ -183,11 +188,12 @@ def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str,
     """Candle columns from the binary COPY stream of COPY_DAYS_OUT.
 
     PostgreSQL sends one COPY message per day row (the file header and trailer may come alone
-    or with a row). Each day's packed bytes are byte-swapped straight from the received
-    message into one preallocated array per column: no join, no per-value copy.
+    or with a row). The columns are allocated at the first row (which says how many candles
+    follow), and each day's packed bytes are byte-swapped straight from its message into
+    them as it arrives: no join, no per-value copy, decoding overlaps the server's sending.
     """
-    days: list[tuple[memoryview, int, list[int]]] = []  # (message, candles, column offsets)
-    total = 0
+    out = {name: np.empty(0, _NATIVE[name]) for name in _COLUMN_DTYPES}
+    pos = 0
     for message in messages:
         view = memoryview(message)
         offset = 0
@@ -197,26 +203,17 @@ def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str,
             (fields,) = _INT2.unpack_from(view, offset)
             if fields == -1:  # trailer
                 break
-            if fields != 1 + len(_COLUMN_DTYPES):
+            if fields != 2 + len(_COLUMN_DTYPES):
                 raise MarketDataError(f"unexpected day row with {fields} fields in the COPY stream")
-            n = _INT4.unpack_from(view, offset + 6)[0]
-            offset += 10
-            starts = []
-            for _ in _COLUMN_DTYPES:
+            _, total, _, n = _TOTAL_N.unpack_from(view, offset + 2)
+            offset += 2 + _TOTAL_N.size
+            if pos == 0:
+                out = {name: np.empty(total, _NATIVE[name]) for name in _COLUMN_DTYPES}
+            for name, dtype in _COLUMN_DTYPES.items():
                 (size,) = _INT4.unpack_from(view, offset)
-                starts.append(offset + 4)
+                out[name][pos : pos + n] = np.frombuffer(view, dtype, n, offset + 4)
                 offset += 4 + size
-            days.append((view, n, starts))
-            total += n
-    out = {
-        name: np.empty(total, np.int64 if name in ("ts", "trades") else np.float64)
-        for name in _COLUMN_DTYPES
-    }
-    pos = 0
-    for view, n, starts in days:
-        for (name, dtype), start in zip(_COLUMN_DTYPES.items(), starts, strict=True):
-            out[name][pos : pos + n] = np.frombuffer(view, dtype, n, start)
-        pos += n
+            pos += n
     time = out.pop("ts")
     time += PG_EPOCH_US  # in place: microseconds since 2000 -> nanoseconds since 1970
     time *= 1000

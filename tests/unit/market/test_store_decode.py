@@ -14,18 +14,18 @@ from botq.market.synthetic import synthetic
 COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap")
 
 
-def day_row(time_ns: np.ndarray, cols: dict[str, np.ndarray]) -> bytes:
-    """One day row as COPY BINARY writes it: n, then eight big-endian bytea fields."""
+def day_row(total: int, time_ns: np.ndarray, cols: dict[str, np.ndarray]) -> bytes:
+    """One day row as COPY BINARY writes it: total, n, then eight big-endian bytea fields."""
     fields = [((time_ns // 1000) - PG_EPOCH_US).astype(">i8").tobytes()]
     fields += [cols[c].astype(">i4" if c == "trades" else ">f8").tobytes() for c in COLUMNS[1:]]
-    out = struct.pack(">hii", 9, 4, len(time_ns))
+    out = struct.pack(">hiqii", 10, 8, total, 4, len(time_ns))
     return out + b"".join(struct.pack(">i", len(f)) + f for f in fields)
 
 
 def test_days_decode_whether_header_and_trailer_come_alone_or_with_rows() -> None:
     candles = synthetic("BTC/USD", "2026-01-01 23:00", 200, seed=1)
     a, b = candles.between(None, candles.time[60]), candles.between(candles.time[60], None)
-    rows = [day_row(part.time, part.arrays()) for part in (a, b)]
+    rows = [day_row(len(candles), part.time, part.arrays()) for part in (a, b)]
     for stream in (
         [_HEADER, rows[0], rows[1], _TRAILER],
         [_HEADER + rows[0], memoryview(rows[1] + _TRAILER)],
