@@ -184,3 +184,38 @@ def test_rewriting_identical_candles_writes_nothing(db: Database) -> None:
     with db.connection() as conn:
         after = conn.execute(versions).fetchone()
     assert before == after and after is not None and after[1] == 1
+
+
+def test_a_database_with_candles_from_before_migration_5_upgrades(
+    server: dict[str, object],
+) -> None:
+    from botq.db.migrate import CREATE_VERSIONS, INSERT_APPLIED, migrations
+    from tests.conftest import drop_database, fresh_database
+
+    admin = str(server["url"])
+    url = fresh_database(admin, template=None)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(CREATE_VERSIONS)
+            for mig in migrations():
+                if mig.version < 5:
+                    conn.execute(mig.sql)
+                    conn.execute(INSERT_APPLIED, (mig.version, mig.name))
+            conn.execute("INSERT INTO botq_pairs (name) VALUES ('BTC/USD')")
+            conn.execute(  # two days of candles written by the old triggers
+                "INSERT INTO botq_candles (pair_id, ts, open, high, low, close, volume) "
+                "SELECT 1, t, 1, 2, 0.5, 1.5, 3 FROM generate_series("
+                "'2026-01-01 00:00+00'::timestamptz, '2026-01-02 23:59+00', '1 minute') t"
+            )
+        with Database(url) as db:  # applies migration 5
+            old = load(db, "BTC/USD")
+            assert len(old) == 2 * 1440 and (old.close == 1.5).all()
+            changed = old.arrays()
+            changed["close"] = changed["close"] + 0.25
+            write_candles(db, Candles.from_arrays("BTC/USD", changed).between(None, old.time[2000]))
+            got = load(db, "BTC/USD")
+            assert len(got) == 2 * 1440
+            np.testing.assert_array_equal(got.close[:2000], 1.75)
+            np.testing.assert_array_equal(got.close[2000:], 1.5)
+    finally:
+        drop_database(admin, url)
