@@ -27,8 +27,9 @@ exception tree whose ``retryable`` flag says whether waiting can help::
 
 Retryable errors are retried by the client with bounded exponential backoff (`RetryPolicy`);
 fatal ones are raised at once with a message naming the fix. Every request first takes a slot
-from a thread-safe `RateLimiter` (one per process by default), so concurrent syncs of
-different pairs share Kraken's limits. Secrets are never logged nor put in messages.
+from a thread-safe `RateLimiter` (one per process by default); HistorySync passes a
+`botq.market.ratelimit.PgRateLimiter`, whose buckets live in PostgreSQL, so syncs in different
+worker processes share one budget. Secrets are never logged nor put in messages.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
 """The candle store: 1-minute candles in PostgreSQL, written with COPY, read straight into NumPy.
 
 Writes go through binary COPY (built with NumPy, no Python object per row): straight into
-botq_candles when the minutes are new, else into a temporary table and one upsert, so
-re-writing a range replaces rows instead of duplicating them. Triggers keep botq_candle_days,
-the same candles packed one row per pair and UTC day, which reads decode with `np.frombuffer`:
-a million minutes arrive as ~700 rows.
+botq_candles when the minutes are new, else into a temporary table from which rows that
+differ are updated and new minutes inserted, so re-writing a range replaces rows instead of
+duplicating them and re-writing identical candles writes nothing. botq_candle_days holds the same
+candles packed one row per pair and UTC day: a write packs the days its candles fill on the
+client and has the server rebuild only days that also hold older candles; statement triggers
+keep the days of any other writer (plain SQL) in step. Loads stream the day rows with binary
+COPY and byte-swap them into NumPy columns: a million minutes arrive as ~700 rows.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +24,8 @@ from botq.market.candles import Candles
 from botq.market.timeframes import NS_PER_MINUTE, timeframe_minutes
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import psycopg
 
     from botq.db.database import Database
@@ -29,6 +35,15 @@ PG_EPOCH_US = 946_684_800_000_000
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = _COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
+_INT2 = struct.Struct(">h")
+_INT4 = struct.Struct(">i")
+_TOTAL_N = struct.Struct(">iqii")  # a COPY_DAYS_OUT row's first two fields: (8, total), (4, n)
+# The fixed start of a botq_candle_days COPY row: 11 fields; pair_id int2; day int4; n int4.
+_DAY_ROW = struct.Struct(">hihiiii")
+MINUTES_PER_DAY = 1440
+NS_PER_DAY = MINUTES_PER_DAY * NS_PER_MINUTE
+PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's date epoch, in days since 1970-01-01
+_EPOCH_DATE = date(1970, 1, 1)
 
 # One row of the binary COPY stream: field count, then (length, value) per field.
 _ROW_IN = np.dtype(
@@ -49,6 +64,7 @@ _COLUMN_DTYPES = {
     "ts": ">i8", "open": ">f8", "high": ">f8", "low": ">f8", "close": ">f8",
     "volume": ">f8", "trades": ">i4", "vwap": ">f8",
 }  # fmt: skip
+_NATIVE = {name: np.int64 if name in ("ts", "trades") else np.float64 for name in _COLUMN_DTYPES}
 
 PAIR_ID = """
 WITH found AS (SELECT id FROM botq_pairs WHERE name = %(name)s),
@@ -67,20 +83,55 @@ COPY_IN = f"COPY botq_candles_staging {COPY_COLUMNS} FROM STDIN (FORMAT BINARY)"
 COPY_DIRECT = f"COPY botq_candles {COPY_COLUMNS} FROM STDIN (FORMAT BINARY)"
 # Names botq's per-pair write lock among advisory locks (with the pair id as second key).
 WRITE_LOCK_KEY = 0x63616E64  # "cand"
-UPSERT = """
-INSERT INTO botq_candles SELECT * FROM botq_candles_staging
-ON CONFLICT (pair_id, ts) DO UPDATE SET
-    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-    volume = EXCLUDED.volume, trades = EXCLUDED.trades, vwap = EXCLUDED.vwap
+# A rewrite changes only what differs: rows with other values are updated, new minutes
+# inserted, identical rows left alone (no new row versions, no WAL), so re-syncing a range
+# costs little. (INSERT ... ON CONFLICT DO UPDATE locked and rewrote every row: ~3x slower.)
+UPDATE_CHANGED = """
+UPDATE botq_candles c SET open = s.open, high = s.high, low = s.low, close = s.close,
+    volume = s.volume, trades = s.trades, vwap = s.vwap
+FROM botq_candles_staging s
+WHERE c.pair_id = %(pair_id)s AND c.ts >= %(first)s AND c.ts <= %(last)s
+  AND c.pair_id = s.pair_id AND c.ts = s.ts
+  AND (c.open, c.high, c.low, c.close, c.volume, c.trades, c.vwap)
+      IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume, s.trades, s.vwap)
 """
-SELECT_DAYS = """
-SELECT ts, open, high, low, close, volume, trades, vwap FROM botq_candle_days
-WHERE pair_id = %(pair_id)s
-  AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
-  AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
-ORDER BY day
+INSERT_NEW = """
+INSERT INTO botq_candles SELECT s.* FROM botq_candles_staging s
+WHERE NOT EXISTS (
+    SELECT 1 FROM botq_candles c
+    WHERE c.pair_id = %(pair_id)s AND c.ts >= %(first)s AND c.ts <= %(last)s
+      AND c.pair_id = s.pair_id AND c.ts = s.ts
+)
+"""
+# Day rows as a binary COPY stream: one message per day, read without a Python object per value.
+# Each row also carries the total number of candles, so the reader can allocate its columns
+# at the first row and decode while the server is still sending.
+COPY_DAYS_OUT = """
+COPY (
+    SELECT sum(n) OVER ()::int8, n, ts, open, high, low, close, volume, trades, vwap
+    FROM botq_candle_days
+    WHERE pair_id = %(pair_id)s
+      AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
+      AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
+    ORDER BY day
+) TO STDOUT (FORMAT BINARY)
 """
 LOCK_PAIR = "SELECT pg_advisory_xact_lock(%(key)s, %(pair_id)s)"
+# Tells the botq_candles triggers (migration 0005) that this transaction packs its own days.
+CLIENT_PACKS_DAYS = "SELECT set_config('botq.candle_days', 'client', true)"
+# How many candles each of some days holds now (to see which a write's candles fill alone).
+DAY_COUNTS = """
+SELECT (ts AT TIME ZONE 'UTC')::date, count(*) FROM botq_candles
+WHERE pair_id = %(pair_id)s AND ts >= %(from)s AND ts < %(to)s
+  AND (ts AT TIME ZONE 'UTC')::date = ANY(%(days)s)
+GROUP BY 1
+"""
+DELETE_DAYS = "DELETE FROM botq_candle_days WHERE pair_id = %(pair_id)s AND day = ANY(%(days)s)"
+COPY_DAYS_IN = """
+COPY botq_candle_days (pair_id, day, n, ts, open, high, low, close, volume, trades, vwap)
+FROM STDIN (FORMAT BINARY)
+"""
+REBUILD_DAYS = "SELECT botq_rebuild_candle_days(%(pairs)s::smallint[], %(days)s::date[])"
 OVERLAP = """
 SELECT EXISTS (
     SELECT 1 FROM botq_candles WHERE pair_id = %(pair_id)s AND ts >= %(first)s AND ts <= %(last)s
@@ -133,17 +184,105 @@ def encode_copy(pair_id: int, candles: Candles) -> bytes:
     return _HEADER + rows.tobytes() + _TRAILER
 
 
-def decode_days(rows: list[tuple[bytes, ...]]) -> dict[str, np.ndarray]:
-    """Join packed day rows (SELECT_DAYS) into candle columns."""
-    out: dict[str, np.ndarray] = {}
-    for i, (name, dtype) in enumerate(_COLUMN_DTYPES.items()):
-        raw = np.frombuffer(b"".join(row[i] for row in rows), dtype)
-        key = "time" if name == "ts" else name
-        if name == "ts":
-            out[key] = (raw.astype(np.int64) + PG_EPOCH_US) * 1000
-        else:
-            out[key] = raw.astype(np.int64 if name == "trades" else np.float64)
-    return out
+def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str, np.ndarray]:
+    """Candle columns from the binary COPY stream of COPY_DAYS_OUT.
+
+    PostgreSQL sends one COPY message per day row (the file header and trailer may come alone
+    or with a row). The columns are allocated at the first row (which says how many candles
+    follow), and each day's packed bytes are byte-swapped straight from its message into
+    them as it arrives: no join, no per-value copy, decoding overlaps the server's sending.
+    """
+    out = {name: np.empty(0, _NATIVE[name]) for name in _COLUMN_DTYPES}
+    pos = 0
+    for message in messages:
+        view = memoryview(message)
+        offset = 0
+        if view[: len(_COPY_SIGNATURE)] == _COPY_SIGNATURE:
+            offset = len(_HEADER) + _INT4.unpack_from(view, len(_HEADER) - 4)[0]
+        while offset < len(view):
+            (fields,) = _INT2.unpack_from(view, offset)
+            if fields == -1:  # trailer
+                break
+            if fields != 2 + len(_COLUMN_DTYPES):
+                raise MarketDataError(f"unexpected day row with {fields} fields in the COPY stream")
+            _, total, _, n = _TOTAL_N.unpack_from(view, offset + 2)
+            offset += 2 + _TOTAL_N.size
+            if pos == 0:
+                out = {name: np.empty(total, _NATIVE[name]) for name in _COLUMN_DTYPES}
+            for name, dtype in _COLUMN_DTYPES.items():
+                (size,) = _INT4.unpack_from(view, offset)
+                out[name][pos : pos + n] = np.frombuffer(view, dtype, n, offset + 4)
+                offset += 4 + size
+            pos += n
+    time = out.pop("ts")
+    time += PG_EPOCH_US  # in place: microseconds since 2000 -> nanoseconds since 1970
+    time *= 1000
+    return {"time": time, **out}
+
+
+def _big_endian_columns(candles: Candles) -> dict[str, np.ndarray]:
+    """The packed-day byte layout of each column (what timestamptz_send/float8send write)."""
+    cols = {"ts": (candles.time // 1000 - PG_EPOCH_US).astype(">i8")}
+    for name in ("open", "high", "low", "close", "volume"):
+        cols[name] = candles[name].astype(">f8")
+    cols["trades"] = np.clip(candles.trades, 0, 2**31 - 1).astype(">i4")
+    cols["vwap"] = candles.vwap.astype(">f8")
+    return cols
+
+
+def encode_days_copy(pair_id: int, candles: Candles, starts: np.ndarray, keep: np.ndarray) -> bytes:
+    """Packed botq_candle_days rows for the UTC days of `candles` beginning at `starts[keep]`,
+    as a binary COPY stream: the same bytes the server's string_agg rebuild would store."""
+    cols = _big_endian_columns(candles)
+    ends = np.append(starts[1:], len(candles))
+    parts = [_HEADER]
+    for lo, hi in zip(starts[keep].tolist(), ends[keep].tolist(), strict=True):
+        day = int(candles.time[lo]) // NS_PER_DAY - PG_EPOCH_DAYS
+        parts.append(_DAY_ROW.pack(11, 2, pair_id, 4, day, 4, hi - lo))
+        for col in cols.values():
+            chunk = col[lo:hi].tobytes()
+            parts.append(_INT4.pack(len(chunk)))
+            parts.append(chunk)
+    parts.append(_TRAILER)
+    return b"".join(parts)
+
+
+def _store_days(conn: psycopg.Connection, pair_id: int, candles: Candles) -> None:
+    """Bring the packed days that `candles` (just written) touch up to date.
+
+    A day whose stored candles are exactly the ones written (all 1,440 minutes, or as many as
+    botq_candles now holds that day) is packed here from the arrays at hand; any other day
+    (old candles in minutes the write did not cover) is rebuilt by the server from its rows.
+    """
+    day = candles.time // NS_PER_DAY
+    starts = np.flatnonzero(np.diff(day, prepend=day[0] - 1))
+    counts = np.diff(np.append(starts, len(day)))
+    days = day[starts]
+    keep = counts == MINUTES_PER_DAY
+    if not keep.all():
+        partial = days[~keep]
+        rows = conn.execute(
+            DAY_COUNTS,
+            {
+                "pair_id": pair_id,
+                "from": _as_datetime(int(partial[0]) * NS_PER_DAY),
+                "to": _as_datetime(int(partial[-1] + 1) * NS_PER_DAY),
+                "days": [_as_date(d) for d in partial],
+            },
+        ).fetchall()
+        stored: dict[date, int] = {day: count for day, count in rows}
+        keep |= np.array([stored.get(_as_date(d)) == c for d, c in zip(days, counts, strict=True)])
+    if keep.any():
+        conn.execute(DELETE_DAYS, {"pair_id": pair_id, "days": [_as_date(d) for d in days[keep]]})
+        with conn.cursor().copy(COPY_DAYS_IN) as copy:
+            copy.write(encode_days_copy(pair_id, candles, starts, keep))
+    if not keep.all():
+        rebuild = [_as_date(d) for d in days[~keep]]
+        conn.execute(REBUILD_DAYS, {"pairs": [pair_id] * len(rebuild), "days": rebuild})
+
+
+def _as_date(epoch_day: int | np.integer) -> date:
+    return _EPOCH_DATE + timedelta(days=int(epoch_day))
 
 
 def write_candles(
@@ -177,6 +316,7 @@ def write_candles(
         assert pair_id is not None
         if len(closed):
             conn.execute(LOCK_PAIR, {"key": WRITE_LOCK_KEY, "pair_id": pair_id})
+            conn.execute(CLIENT_PACKS_DAYS)
             bounds = {
                 "pair_id": pair_id,
                 "first": _as_datetime(int(closed.time[0])),
@@ -186,11 +326,15 @@ def write_candles(
             if conn.execute(OVERLAP, bounds).fetchone() == (False,):
                 with conn.cursor().copy(COPY_DIRECT) as copy:  # new minutes only: straight in
                     copy.write(data)
+                changed = len(closed)
             else:
                 conn.execute(CREATE_STAGING)
                 with conn.cursor().copy(COPY_IN) as copy:
                     copy.write(data)
-                conn.execute(UPSERT)
+                changed = conn.execute(UPDATE_CHANGED, bounds).rowcount
+                changed += conn.execute(INSERT_NEW, bounds).rowcount
+            if changed:  # else the packed days already hold exactly these candles
+                _store_days(conn, pair_id, closed)
         if cursor is not None:
             conn.execute(SET_CURSOR, {"pair_id": pair_id, "source": cursor[0], "cursor": cursor[1]})
     return len(closed)
@@ -241,8 +385,9 @@ def load(
                 "botq.market.write_candles"
             )
         params = {"pair_id": pair_id, "start": _as_datetime(start_ns), "end": _as_datetime(end_ns)}
-        rows = conn.cursor(binary=True).execute(SELECT_DAYS, params).fetchall()
-    candles = Candles.from_arrays(pair, decode_days(rows)).between(start_ns, end_ns)
+        with conn.cursor().copy(COPY_DAYS_OUT, params) as copy:
+            columns = decode_days(copy)
+    candles = Candles.from_arrays(pair, columns).between(start_ns, end_ns)
     if timeframe == "1m":
         return candles
     return candles.resample(timeframe, until_ns=end_ns)

@@ -1,5 +1,8 @@
 """History sync: fill the candle store for a pair from Kraken, synthetic data, or a file.
 
+Kraken: a range that starts within the latest ~12 hours comes from one OHLC call (committed
+minutes only, never the forming one); anything older is built from Trades pages.
+
 Incremental and crash-safe: every page of candles is committed together with the sync's resume
 point, so a sync interrupted anywhere resumes where the store stands, with no gap and no
 duplicate. Plain library code: the HistorySync task calls it with a progress callback.
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
 SOURCES = ("kraken", "synthetic", "file")
 DEFAULT_WINDOW_NS = 30 * 1440 * NS_PER_MINUTE  # what a first sync fetches when no `since`
 PAGE_MINUTES = 100_000
+# Kraken's OHLC keeps the latest 720 minutes; a sync starting within them (less a margin for
+# clock differences) takes one OHLC call instead of paging through Trades.
+OHLC_TAIL_NS = (720 - 10) * NS_PER_MINUTE
 
 Progress = Callable[[float, str], None]
 # Names the per-pair sync lock among advisory locks (the pair's CRC32 is the second key).
@@ -88,7 +94,9 @@ def sync_history(
 
     Without `since`, a sync resumes after the newest stored candle (or, the first time, starts
     30 days before `until`); with `since` it (re)fetches [since, until), which is harmless
-    since writes replace rows. `source="file"` imports `path` whole.
+    since writes replace rows. `source="file"` imports `path` whole. Without a `client`,
+    Kraken calls take their slots from a `PgRateLimiter`: one budget for every process
+    syncing against this database, whatever the pair.
     """
     if source not in SOURCES:
         raise MarketDataError(f"source {source!r} is not one of {', '.join(SOURCES)}")
@@ -196,13 +204,17 @@ def _sync_kraken(
     stop: Any,
 ) -> tuple[int, bool]:
     from botq.market.kraken import KrakenClient, default_http_client
+    from botq.market.ratelimit import PgRateLimiter
     from botq.market.trades_nb import trades_to_candles
 
     http = default_http_client() if client is None else None
-    kraken = client or KrakenClient(http)  # type: ignore[arg-type]
+    # Kraken's public budget is per IP: take it from the database, shared by every worker.
+    kraken = client or KrakenClient(http, limiter=PgRateLimiter(db))  # type: ignore[arg-type]
     added = 0
     carry = (np.empty(0, np.int64), np.empty(0), np.empty(0))  # trades of an unfinished minute
     try:
+        if start_ns >= _now_ns() - OHLC_TAIL_NS:  # recent minutes only: one OHLC call
+            return _sync_kraken_ohlc(db, kraken, pair, start_ns, until_ns, report), False
         for page in kraken.iter_trades(pair, since=str(start_ns), until_ns=until_ns):
             t = np.concatenate([carry[0], page.time_ns])
             p = np.concatenate([carry[1], page.price])
@@ -226,6 +238,26 @@ def _sync_kraken(
         if http is not None:
             http.close()
     return added, False
+
+
+def _sync_kraken_ohlc(
+    db: Database, kraken: KrakenClient, pair: str, start_ns: int, until_ns: int, report: Progress
+) -> int:
+    """Store Kraken's committed 1-minute OHLC candles in [start, until); never the forming one.
+
+    Kraken keeps only the latest 720 minutes, which is why this serves short tails only. Like
+    the Trades path it stores minutes with trades only (`KrakenClient.ohlc` drops flat rows).
+    """
+    from botq.market.kraken import NS_PER_SECOND
+
+    page = kraken.ohlc(pair, 1, since=start_ns // NS_PER_SECOND - 60)  # since is exclusive
+    final = page.final
+    keep = (final["time"] >= start_ns) & (final["time"] < until_ns)
+    candles = Candles.from_arrays(pair, {k: v[keep] for k, v in final.items()})
+    covered = min((page.last + 60) * NS_PER_SECOND, until_ns)  # trades before this are in
+    added = write_candles(db, candles, pair, cursor=("kraken", str(covered)))
+    report(1.0, f"{added:,} candles from Kraken OHLC")
+    return added
 
 
 def _summary(db: Database, pair: str, source: str, added: int, stopped: bool) -> SyncResult:

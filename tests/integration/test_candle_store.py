@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
 from botq import MarketDataError
@@ -126,3 +127,95 @@ def test_clear_errors(db: Database) -> None:
         load(db, "BTC/USD", timeframe="2h")
     with pytest.raises(MarketDataError, match="1-minute"):
         write_candles(db, synthetic("BTC/USD", "2026-01-01", 120).resample("1h"))
+
+
+def test_days_packed_by_writes_match_a_server_rebuild(db: Database) -> None:
+    rng = np.random.default_rng(8)
+    candles = synthetic("BTC/USD", "2026-01-01 20:00", 4 * 1440, seed=7)
+    arrays = candles.arrays()
+    arrays["close"] = arrays["close"] * 1.001
+    arrays["high"] = np.maximum(arrays["high"], arrays["close"])
+    changed = Candles.from_arrays("BTC/USD", arrays)
+    writes = [
+        candles._take(rng.random(len(candles)) > 0.05),  # new minutes, some without trades
+        changed.between(changed.time[240], changed.time[3000]),  # a whole day and parts
+        changed._take(rng.random(len(changed)) > 0.5).between(changed.time[3100], None),
+    ]
+    expected = writes[0].to_pandas()
+    for w in writes:
+        write_candles(db, w)
+        expected = w.to_pandas().combine_first(expected)
+    with db.connection() as conn:
+        packed = conn.execute("SELECT * FROM botq_candle_days ORDER BY day").fetchall()
+        conn.execute(
+            "SELECT botq_rebuild_candle_days(array_agg(pair_id), array_agg(day)) "
+            "FROM botq_candle_days"
+        )
+        rebuilt = conn.execute("SELECT * FROM botq_candle_days ORDER BY day").fetchall()
+    assert len(packed) == 5 and packed == rebuilt
+    loaded = load(db, "BTC/USD").to_pandas()
+    pd.testing.assert_frame_equal(loaded, expected[loaded.columns], check_freq=False)
+
+
+def test_candles_of_unknown_pairs_and_deleting_pairs_with_candles_are_refused(db: Database) -> None:
+    # botq_candles has no per-row foreign key (migration 0005); the packed days keep one.
+    write_candles(db, synthetic("BTC/USD", "2026-01-01", 10, seed=1))
+    with db.connection() as conn:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute(
+                "INSERT INTO botq_candles (pair_id, ts, open, high, low, close, volume) "
+                "VALUES (999, '2026-01-01', 1, 1, 1, 1, 0)"
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("DELETE FROM botq_pairs WHERE name = 'BTC/USD'")
+
+
+def test_rewriting_identical_candles_writes_nothing(db: Database) -> None:
+    candles = synthetic("BTC/USD", "2026-01-01 12:00", 2000, seed=9)
+    write_candles(db, candles)
+    versions = (  # the transaction that wrote each row version
+        "SELECT (SELECT array_agg(xmin::text ORDER BY day) FROM botq_candle_days), "
+        "count(DISTINCT xmin::text) FROM botq_candles"
+    )
+    with db.connection() as conn:
+        before = conn.execute(versions).fetchone()
+    assert write_candles(db, candles) == 2000
+    with db.connection() as conn:
+        after = conn.execute(versions).fetchone()
+    assert before == after and after is not None and after[1] == 1
+
+
+def test_a_database_with_candles_from_before_migration_5_upgrades(
+    server: dict[str, object],
+) -> None:
+    from botq.db.migrate import CREATE_VERSIONS, INSERT_APPLIED, migrations
+    from tests.conftest import drop_database, fresh_database
+
+    admin = str(server["url"])
+    url = fresh_database(admin, template=None)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(CREATE_VERSIONS)
+            for mig in migrations():
+                if mig.version < 5:
+                    conn.execute(mig.sql)
+                    conn.execute(INSERT_APPLIED, (mig.version, mig.name))
+            conn.execute("INSERT INTO botq_pairs (name) VALUES ('BTC/USD')")
+            conn.execute(  # two days of candles written by the old triggers
+                "INSERT INTO botq_candles (pair_id, ts, open, high, low, close, volume) "
+                "SELECT 1, t, 1, 2, 0.5, 1.5, 3 FROM generate_series("
+                "'2026-01-01 00:00+00'::timestamptz, '2026-01-02 23:59+00', '1 minute') t"
+            )
+        with Database(url) as db:  # applies migration 5
+            old = load(db, "BTC/USD")
+            assert len(old) == 2 * 1440 and (old.close == 1.5).all()
+            changed = old.arrays()
+            changed["close"] = changed["close"] + 0.25
+            write_candles(db, Candles.from_arrays("BTC/USD", changed).between(None, old.time[2000]))
+            got = load(db, "BTC/USD")
+            assert len(got) == 2 * 1440
+            np.testing.assert_array_equal(got.close[:2000], 1.75)
+            np.testing.assert_array_equal(got.close[2000:], 1.5)
+    finally:
+        drop_database(admin, url)

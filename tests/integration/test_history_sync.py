@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import botq
 from botq.db.database import Database
 from botq.market import coverage, load, synthetic
 from botq.market.files import write_candles_file
+from botq.market.ratelimit import PUBLIC_BUCKET, PgRateLimiter
 from botq.market.sync import sync_history
 from botq.market.timeframes import NS_PER_MINUTE
 from botq.market.trades_nb import trades_to_candles
@@ -153,3 +155,97 @@ def test_concurrent_syncs_of_one_pair_take_turns(db: Database) -> None:
     added = sorted(r.candles_added for r in results)
     assert added == [0, 30 * 1440]  # the second waited, then found nothing left to fetch
     no_gaps_no_dups(db, "BTC/USD")
+
+
+def kraken_counter_peak(times: list[float], rate: float) -> float:
+    """The highest value of Kraken's per-IP counter: +1 per request, decaying `rate` per s."""
+    counter = peak = 0.0
+    previous = None
+    for t in sorted(times):
+        if previous is not None:
+            counter = max(0.0, counter - (t - previous) * rate)
+        counter += 1
+        peak = max(peak, counter)
+        previous = t
+    return peak
+
+
+def test_concurrent_syncs_of_different_pairs_share_one_public_budget(db: Database) -> None:
+    import threading
+
+    rate, burst = 10.0, 2.0  # a faster budget than Kraken's 1/s, so the test takes ~2 s
+    fake = FakeKraken(start_s=1_767_225_600, n=9000)  # 9 Trades pages per pair
+    until = int(fake.time_ns[-1]) - int(fake.time_ns[-1]) % NS_PER_MINUTE
+    results = {}
+
+    def run(pair: str) -> None:  # like a worker process: its own client and limiter object
+        limiter = PgRateLimiter(db, public_rate=rate, public_burst=burst, jitter=0.0)
+        client = fake.client(limiter)
+        results[pair] = sync_history(db, pair, source="kraken", since=0, until=until, client=client)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in ("BTC/USD", "ETH/USD")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert {p: r.candles_added > 0 for p, r in results.items()} == {
+        "BTC/USD": True,
+        "ETH/USD": True,
+    }
+    assert fake.calls.count("/0/public/Trades") == 2 * 9
+    # Together they stay within one budget (two per-client limiters would reach twice the
+    # rate); one request of slack, because a thread may send its request a moment after its
+    # slot and so land closer to the next one.
+    assert kraken_counter_peak(fake.times, rate) <= burst + 1
+
+
+def test_history_sync_takes_krakens_budget_from_the_database(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    import botq.market.kraken as kraken
+
+    fake = FakeKraken(start_s=1_767_225_600, n=300)
+    monkeypatch.setattr(
+        kraken,
+        "default_http_client",
+        lambda: httpx.Client(transport=httpx.MockTransport(fake.handler)),
+    )
+    until = int(fake.time_ns[-1]) - int(fake.time_ns[-1]) % NS_PER_MINUTE
+    assert sync_history(db, "BTC/USD", source="kraken", since=0, until=until).candles_added > 0
+    with db.connection() as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM botq_rate_buckets")]
+    assert names == [PUBLIC_BUCKET]
+
+
+def test_a_recent_tail_comes_from_one_ohlc_call_without_the_forming_minute(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botq.market.sync as sync
+
+    fake = FakeKraken(start_s=1_767_225_600, n=15_000)  # ~17 hours of trades
+    fake.now_ns = int(fake.time_ns[-1]) + 1
+    forming = fake.now_ns - fake.now_ns % NS_PER_MINUTE
+    monkeypatch.setattr(sync, "_now_ns", lambda: forming)
+    since = forming - 300 * NS_PER_MINUTE
+    early = sync_history(
+        db,
+        "BTC/USD",
+        source="kraken",
+        since=since,
+        until=forming - 60 * NS_PER_MINUTE,
+        client=fake.client(),
+    )
+    tail = sync_history(db, "BTC/USD", source="kraken", client=fake.client())  # resumes: up to now
+    assert fake.calls.count("/0/public/OHLC") == 2 and "/0/public/Trades" not in fake.calls
+    assert early.candles_added > 0 and tail.candles_added > 0
+
+    done = fake.time_ns < forming  # what Kraken had committed
+    ref = trades_to_candles(fake.time_ns[done], fake.price[done], fake.volume[done])
+    keep = ref["time"] >= since
+    got = load(db, "BTC/USD")
+    assert got.time[-1] < forming  # the forming minute is not stored
+    np.testing.assert_array_equal(got.time, ref["time"][keep])
+    for name in ("open", "high", "low", "close", "trades", "volume", "vwap"):
+        np.testing.assert_array_equal(got[name], ref[name][keep], err_msg=name)
