@@ -13,6 +13,8 @@ the trigger's path, as validation does.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,19 +52,60 @@ NS_PER_YEAR = int(365.25 * 86_400 * 1_000_000_000)
 _ACT_TYPES = {"open_long": ActionType.OPEN_LONG, "buy": ActionType.BUY, "sell": ActionType.SELL}
 
 
+Key = tuple[Any, ...]
+
+
+class ColumnCache:
+    """Computed columns (indicators, boundaries, ...) of one set of candles, kept for the next
+    compile up to `max_bytes`, least recently used dropped first. What lets a worker running
+    chunk after chunk of one sweep compute each indicator once instead of once per chunk."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._rows: OrderedDict[Key, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # worker threads may compile against one Market
+
+    def get(self, key: Key) -> np.ndarray | None:
+        """The cached row, marked as just used, or None."""
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                self._rows.move_to_end(key)
+            return row
+
+    def put(self, key: Key, row: np.ndarray) -> None:
+        """Keep `row` (read-only) if it fits, dropping the least recently used rows."""
+        with self._lock:
+            if row.nbytes > self.max_bytes or key in self._rows:
+                return
+            while self.nbytes + row.nbytes > self.max_bytes:
+                _, old = self._rows.popitem(last=False)
+                self.nbytes -= old.nbytes
+            row.flags.writeable = False
+            self._rows[key] = row
+            self.nbytes += row.nbytes
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Market:
-    """The candle columns a backtest reads, as contiguous arrays, plus their spacing."""
+    """The candle columns a backtest reads, as contiguous arrays, plus their spacing; with a
+    `cache`, the columns computed for one compile are reused by the next."""
 
     candles: Candles
     time: np.ndarray
     open: np.ndarray
     close: np.ndarray
     step_ns: int
+    cache: ColumnCache | None = None
 
     @classmethod
-    def of(cls, candles: Any) -> Market:
-        """From Candles or an OHLCV DataFrame with a UTC DatetimeIndex."""
+    def of(cls, candles: Any, *, cache_mb: float = 0) -> Market:
+        """From Candles or an OHLCV DataFrame with a UTC DatetimeIndex; cache_mb > 0 keeps up
+        to that many MB of computed columns for later compiles against this Market."""
         if isinstance(candles, Market):
             return candles
         if isinstance(candles, pd.DataFrame):
@@ -87,6 +130,7 @@ class Market:
             open=np.ascontiguousarray(candles.open, dtype=np.float64),
             close=np.ascontiguousarray(candles.close, dtype=np.float64),
             step_ns=step,
+            cache=ColumnCache(int(cache_mb * 2**20)) if cache_mb > 0 else None,
         )
 
     @property
@@ -107,9 +151,6 @@ class Market:
     def index(self) -> pd.DatetimeIndex:
         """The candle times as a UTC DatetimeIndex."""
         return self.candles.time_index()
-
-
-Key = tuple[Any, ...]
 
 
 @dataclass(slots=True, eq=False)
@@ -152,11 +193,15 @@ class Columns:
 
         started = _time.perf_counter()
         m = self.market
+        cache = m.cache
         rows: dict[int, np.ndarray] = {}
         blocks: list[tuple[np.ndarray, list[int]]] = []
         by_tf: dict[str | None, list[str]] = {}
-        for key in self.keys:
-            if key[0] == "ind":
+        for key, j in self.keys.items():
+            row = cache.get(key) if cache is not None else None
+            if row is not None:
+                rows[j] = row
+            elif key[0] == "ind":
                 by_tf.setdefault(key[1], []).append(key[2])
         problems: list[Problem] = []
         for tf, names in by_tf.items():
@@ -173,12 +218,17 @@ class Columns:
         if problems:
             raise StrategyError(problems)
         for key, j in self.keys.items():
+            if j in rows:
+                continue
             if key[0] == "boundary":
                 rows[j] = _boundary(m.time, m.step_ns, TIMEFRAMES[key[1]] * NS_PER_MINUTE)
             elif key[0] == "pct":
                 rows[j] = _pct_change(m.time, m.close, key[1])
             elif key[0] == "streak":
                 rows[j] = _streak(m, key[1])
+        if cache is not None:
+            for key, j in self.keys.items():
+                cache.put(key, rows[j])
         k = len(self.keys)
         if len(blocks) == 1 and k == len(blocks[0][1]) and blocks[0][1] == list(range(k)):
             self.matrix = blocks[0][0]  # one compute() call made every row: no copy

@@ -18,15 +18,18 @@ failed), cancelling it cancels them.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from typing import Any
 
 import pandas as pd
 
 from botq.backtest import Strategy, Template, grid, run, run_many
+from botq.backtest.compile import Market
 from botq.backtest.storage import json_safe, save_run, save_summaries
 from botq.errors import MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
-from botq.market.timeframes import TIMEFRAMES
+from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES
 from botq.queue.handlers import Context, handler
 from botq.tasks._payload import choice, optional_time, required_str
 
@@ -61,6 +64,36 @@ def _settings(payload: dict[str, Any]) -> dict[str, Any]:
         "fee": _number(payload, "fee", 0.001, 0.0, 0.5),
         "fill": choice(payload, "fill", ("close", "next_open"), "close"),
     }
+
+
+# The candles (and computed columns) of the sweep this worker process last ran a chunk of: the
+# chunks of one BulkBacktest that land on the same worker load the candles once and compute
+# each indicator once. One sweep at a time; its columns take up to COLUMN_CACHE_MB.
+COLUMN_CACHE_MB = float(os.environ.get("BOTQ_COLUMN_CACHE_MB", "512"))
+_sweep_market: dict[tuple[Any, ...], Market] = {}
+_sweep_lock = threading.Lock()
+
+
+def _sweep_key(bulk_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
+    return (bulk_id, s["pair"], s["timeframe"], s["start"], s["end"])
+
+
+def _remember(key: tuple[Any, ...], candles: Candles) -> Market:
+    market = Market.of(candles, cache_mb=COLUMN_CACHE_MB)
+    with _sweep_lock:
+        _sweep_market.clear()
+        _sweep_market[key] = market
+    return market
+
+
+def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
+    """The chunk's candles as a Market, shared by the chunks of its sweep in this process."""
+    if not isinstance(bulk_id, int):
+        return Market.of(_candles(ctx, s))
+    key = _sweep_key(bulk_id, s)
+    with _sweep_lock:
+        market = _sweep_market.get(key)
+    return market if market is not None else _remember(key, _candles(ctx, s))
 
 
 def _candles(ctx: Context, s: dict[str, Any]) -> Candles:
@@ -126,8 +159,15 @@ def bulk_backtest(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     variants = _variants(payload)
     s = _settings(payload)
     chunk = int(_number(payload, "chunk_size", DEFAULT_CHUNK, 1, MAX_CHUNK))
-    _candles(ctx, s)  # fail now, not in every child, when the data is missing
-    common = {k: v for k, v in payload.items() if k not in ("strategies", "template", "grid")}
+    candles = _candles(ctx, s)  # fail now, not in every child, when the data is missing
+    # every chunk runs on exactly these candles, even if a sync adds newer ones meanwhile
+    pinned = {
+        "start": int(candles.time[0]),
+        "end": int(candles.time[-1]) + TIMEFRAMES[s["timeframe"]] * NS_PER_MINUTE,
+    }
+    _remember(_sweep_key(ctx.task.id, {**s, **pinned}), candles)
+    skip = ("strategies", "template", "grid", "start", "end")
+    common = {**{k: v for k, v in payload.items() if k not in skip}, **pinned}
     children = [
         ("BacktestChunk", {**common, "strategies": variants[i : i + chunk], "bulk_id": ctx.task.id})
         for i in range(0, len(variants), chunk)
@@ -143,11 +183,12 @@ def backtest_chunk(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     if not strategies:
         raise PayloadError("strategies", "a non-empty list of strategy dicts")
     s = _settings(payload)
-    candles = _candles(ctx, s)
+    market = _sweep_candles(ctx, s, payload.get("bulk_id"))
+    candles = market.candles
     specs = [json.dumps(strategy.to_dict()) for strategy in strategies]
     options = {"capital": s["capital"], "fee": s["fee"], "fill": s["fill"]}
     if not (payload.get("store_trades") or payload.get("store_equity")):
-        table = run_many(strategies, candles, **options)
+        table = run_many(strategies, market, **options)
         first = pd.Timestamp(int(candles.time[0]), tz="UTC")
         last = pd.Timestamp(int(candles.time[-1]), tz="UTC")
         config = {**options, "pair": s["pair"], "timeframe": s["timeframe"],
@@ -157,7 +198,7 @@ def backtest_chunk(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
             task_id=ctx.task.id, bulk_id=payload.get("bulk_id"),
         )  # fmt: skip
         return {"run_ids": run_ids, "variants": len(strategies), "candles": len(candles)}
-    results = run_many(strategies, candles, **options, details=True)
+    results = run_many(strategies, market, **options, details=True)
     run_ids = []
     for i, (spec, result) in enumerate(zip(specs, results, strict=True)):
         if ctx.cancelled:

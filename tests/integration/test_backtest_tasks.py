@@ -68,7 +68,12 @@ def test_bulk_backtest_fans_out_and_ranks(with_candles: Database) -> None:
     assert len(table) == 9 and table["name"].is_unique
     ranked = table["final_result_pct"].to_numpy()
     assert (np.diff(ranked) <= 0).all()  # best first
-    assert {t.priority for t in db.queue.list(type="BacktestChunk")} == {"high"}
+    chunks = db.queue.list(type="BacktestChunk")
+    assert {t.priority for t in chunks} == {"high"}
+    # every chunk runs on the candles the parent saw: the range is pinned in their payloads
+    stored = load(db, "BTC/USD")
+    span = (int(stored.time[0]), int(stored.time[-1]) + 60 * 10**9)
+    assert {(t.payload["start"], t.payload["end"]) for t in chunks} == {span}
     best = load_run(db, int(table["run_id"][0]))  # a sweep keeps metrics and the spec
     assert best.metrics["final_result_pct"] == ranked[0] and best.trades.empty
     rerun = run(Strategy.from_dict(__import__("json").loads(best.spec)), load(db, "BTC/USD"))

@@ -105,3 +105,47 @@ def test_mixed_timeframes_share_one_matrix(candles) -> None:
 def test_empty_sweep(candles) -> None:
     table = run_many([], candles)
     assert len(table) == 0 and "final_value" in table.columns
+
+
+def test_a_market_cache_computes_each_column_once_across_compiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import botq.backtest.compile as compile_module
+
+    candles = synthetic("BTC/USD", "2026-01-01", 3000, seed=4)
+    asked: list[str] = []
+    real = compile_module.compute
+
+    def counting(c: object, names: list[str], timeframe: str | None = None) -> object:
+        asked.extend(names)
+        return real(c, names, timeframe=timeframe)
+
+    monkeypatch.setattr(compile_module, "compute", counting)
+    first = grid(TEMPLATE, {"fast": [3, 5], "slow": [20], "stop": [2]})
+    second = grid(TEMPLATE, {"fast": [5, 8], "slow": [20], "stop": [2]})
+    market = Market.of(candles, cache_mb=64)
+    a = run_many(first, market)
+    b = run_many(second, market)
+    assert sorted(asked) == ["ema_20", "ema_3", "ema_5", "ema_8"]  # ema_5, ema_20 reused
+    # cached columns give exactly what a fresh compile gives
+    for strategies, table in ((first, a), (second, b)):
+        fresh = run_many(strategies, candles)
+        assert table.drop(columns="name").equals(fresh.drop(columns="name"))
+    assert market.cache is not None and len(market.cache) == 4
+
+
+def test_the_column_cache_keeps_the_most_recently_used_within_its_budget() -> None:
+    from botq.backtest.compile import ColumnCache
+
+    row = np.zeros(1000)  # 8,000 bytes
+    cache = ColumnCache(max_bytes=20_000)
+    cache.put(("a",), row.copy())
+    cache.put(("b",), row.copy())
+    assert cache.get(("a",)) is not None  # a is now the most recently used
+    cache.put(("c",), row.copy())
+    assert cache.get(("b",)) is None and cache.get(("a",)) is not None
+    assert cache.nbytes == 16_000 and len(cache) == 2
+    cached = cache.get(("c",))
+    assert cached is not None and not cached.flags.writeable  # shared rows are read-only
+    cache.put(("huge",), np.zeros(5000))  # larger than the whole budget: not kept
+    assert cache.get(("huge",)) is None and len(cache) == 2
