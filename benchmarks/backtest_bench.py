@@ -278,7 +278,11 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=None)
     parser.add_argument("--variants", type=int, default=None)
     parser.add_argument("--vbt-variants", type=int, default=None)
+    parser.add_argument(
+        "--only", default="", help="comma-separated figures, e.g. botq_single,botq_sweep,queue_sweep"
+    )
     args = parser.parse_args()
+    only = {k for k in args.only.split(",") if k}
     bars = args.bars or (100_000 if args.quick else 1_000_000)
     variants = args.variants or (100 if args.quick else 1000)
     vbt_variants = args.vbt_variants or (20 if args.quick else 100)
@@ -291,10 +295,14 @@ def main() -> None:
         ("vectorbt_sweep", "vbt_sweep", vbt_variants),
         ("botq_dca", "botq_dca", 1),
     ]:
+        if only and key not in only:
+            continue
         res[key] = measure(kind, bars, n)
         print(f"{key}: {res[key]}", flush=True)
+    if only and "queue_sweep" not in only:
+        return
     res["queue_sweep"] = queue_sweep(bars, variants)
-    sweep_s = res["botq_sweep"].get("seconds")
+    sweep_s = res.get("botq_sweep", {}).get("seconds")
     if sweep_s and res["queue_sweep"].get("seconds"):
         res["queue_overhead_pct"] = 100 * (res["queue_sweep"]["seconds"] / sweep_s - 1)
     print(f"queue_sweep: {res['queue_sweep']}  overhead: {res.get('queue_overhead_pct')}")
