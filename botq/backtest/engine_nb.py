@@ -366,6 +366,25 @@ def _execute_nb(
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _fold_nb(e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq):
+    """Fold the portfolio value e at one close into the running statistics (returns, downside,
+    peak, deepest drawdown); an unchanged value adds nothing. Returns them in the same order."""
+    if e != prev_e:
+        # branch-free where the branch would be a coin flip
+        r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
+        down = min(r, 0.0)
+        r_sum += r
+        r_sq += r * r
+        d_sq += down * down
+        peak = max(peak, e)
+        if peak - e > max_dd * peak:  # a new deepest drawdown: rare
+            max_dd = (peak - e) / peak
+            dd_val = peak - e
+        prev_e = e
+    return prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _next_set_nb(flags, words, j, end):
     """First k in [j, end) with flags[k] != 0, else end; `words` is flags viewed as uint64,
     so that long quiet stretches are crossed eight candles at a time."""
@@ -573,17 +592,9 @@ def simulate_nb(
                         e = cash + hold * last_px
                         if keep_equity:
                             equity[q] = e
-                        if e != prev_e:
-                            r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
-                            down = min(r, 0.0)
-                            r_sum += r
-                            r_sq += r * r
-                            d_sq += down * down
-                            peak = max(peak, e)
-                            if peak - e > max_dd * peak:
-                                max_dd = (peak - e) / peak
-                                dd_val = peak - e
-                            prev_e = e
+                        prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq = _fold_nb(
+                            e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+                        )
                 else:
                     q = stop - 1
                     while q >= i and close[q] != close[q]:
@@ -592,17 +603,9 @@ def simulate_nb(
                         last_px = close[q]
                     if keep_equity:
                         equity[i:stop] = cash
-                    if cash != prev_e:
-                        r = cash / prev_e - 1.0 if prev_e > 0.0 else 0.0
-                        down = min(r, 0.0)
-                        r_sum += r
-                        r_sq += r * r
-                        d_sq += down * down
-                        peak = max(peak, cash)
-                        if peak - cash > max_dd * peak:
-                            max_dd = (peak - cash) / peak
-                            dd_val = peak - cash
-                        prev_e = cash
+                    prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq = _fold_nb(
+                        cash, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+                    )
                 i = stop
                 continue
         # 1. orders decided on the previous candle fill at this open
@@ -752,18 +755,9 @@ def simulate_nb(
         e = cash + hold * px if hold > 0.0 else cash
         if keep_equity:
             equity[i] = e
-        if e != prev_e:
-            # branch-free where the branch would be a coin flip
-            r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
-            down = min(r, 0.0)
-            r_sum += r
-            r_sq += r * r
-            d_sq += down * down
-            peak = max(peak, e)
-            if peak - e > max_dd * peak:  # a new deepest drawdown: rare
-                max_dd = (peak - e) / peak
-                dd_val = peak - e
-            prev_e = e
+        prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq = _fold_nb(
+            e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+        )
         if state[0] > 0:
             exposed += 1
         i += 1
