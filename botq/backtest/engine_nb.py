@@ -384,6 +384,26 @@ def _fold_nb(e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq):
     return prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
 
 
+@njit(cache=True, nogil=True)
+def _held_span_nb(
+    close, lo, hi, cash, hold, equity, keep_equity, last_px,
+    prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq,
+):  # fmt: skip
+    """Mark a position held unchanged over candles lo..hi to each close. A function of its own:
+    inside the engine's big loop the same lines run several times slower."""
+    for q in range(lo, hi):
+        c = close[q]
+        if c == c:
+            last_px = c
+        e = cash + hold * last_px
+        if keep_equity:
+            equity[q] = e
+        prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq = _fold_nb(
+            e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+        )
+    return last_px, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _next_set_nb(flags, words, j, end):
     """First k in [j, end) with flags[k] != 0, else end; `words` is flags viewed as uint64,
@@ -585,16 +605,10 @@ def simulate_nb(
                 if state[0] > 0:
                     exposed += stop - i
                 if hold > 0.0:
-                    for q in range(i, stop):
-                        c = close[q]
-                        if c == c:
-                            last_px = c
-                        e = cash + hold * last_px
-                        if keep_equity:
-                            equity[q] = e
-                        prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq = _fold_nb(
-                            e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
-                        )
+                    last_px, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq = _held_span_nb(
+                        close, i, stop, cash, hold, equity, keep_equity, last_px,
+                        prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq,
+                    )  # fmt: skip
                 else:
                     q = stop - 1
                     while q >= i and close[q] != close[q]:
