@@ -68,14 +68,32 @@ def _settings(payload: dict[str, Any]) -> dict[str, Any]:
 
 # The candles (and computed columns) of the sweep this worker process last ran a chunk of: the
 # chunks of one BulkBacktest that land on the same worker load the candles once and compute
-# each indicator once. One sweep at a time; its columns take up to COLUMN_CACHE_MB.
+# each indicator once. One sweep at a time; its columns take up to COLUMN_CACHE_MB, released
+# when no chunk of it has run for SWEEP_IDLE_S seconds.
 COLUMN_CACHE_MB = float(os.environ.get("BOTQ_COLUMN_CACHE_MB", "512"))
+SWEEP_IDLE_S = 60.0
 _sweep_market: dict[tuple[Any, ...], Market] = {}
 _sweep_lock = threading.Lock()
+_sweep_timer: threading.Timer | None = None
 
 
 def _sweep_key(bulk_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
     return (bulk_id, s["pair"], s["timeframe"], s["start"], s["end"])
+
+
+def _forget_sweep() -> None:
+    with _sweep_lock:
+        _sweep_market.clear()
+
+
+def _touch_sweep() -> None:
+    """(Re)start the idle clock of the kept sweep; call with _sweep_lock held."""
+    global _sweep_timer
+    if _sweep_timer is not None:
+        _sweep_timer.cancel()
+    _sweep_timer = threading.Timer(SWEEP_IDLE_S, _forget_sweep)
+    _sweep_timer.daemon = True
+    _sweep_timer.start()
 
 
 def _remember(key: tuple[Any, ...], candles: Candles) -> Market:
@@ -83,6 +101,7 @@ def _remember(key: tuple[Any, ...], candles: Candles) -> Market:
     with _sweep_lock:
         _sweep_market.clear()
         _sweep_market[key] = market
+        _touch_sweep()
     return market
 
 
@@ -93,6 +112,8 @@ def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
     key = _sweep_key(bulk_id, s)
     with _sweep_lock:
         market = _sweep_market.get(key)
+        if market is not None:
+            _touch_sweep()
     return market if market is not None else _remember(key, _candles(ctx, s))
 
 

@@ -101,3 +101,25 @@ def test_cancelling_a_bulk_backtest_stops_its_chunks(with_candles: Database) -> 
     counts = db.queue.children_counts(bulk)
     assert counts["pending"] == 0 and counts["cancelled"] > 0
     assert len(results(db, bulk)) < 30
+
+
+def test_a_worker_lets_a_finished_sweeps_columns_go(
+    with_candles: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from botq.tasks import backtest as tasks
+
+    monkeypatch.setattr(tasks, "SWEEP_IDLE_S", 0.5)
+    payload = {"template": CROSS, "grid": {"fast": [3, 5], "slow": [13, 21]},
+               "pair": "BTC/USD", "chunk_size": 1}  # fmt: skip
+    bulk = with_candles.queue.enqueue("BulkBacktest", payload)
+    with botq.Worker(with_candles, schedule=False, poll_interval=0.2):
+        assert with_candles.queue.wait(bulk, timeout=120).status == "completed"
+    (market,) = tasks._sweep_market.values()  # kept for the sweep's next chunk
+    assert market.cache is not None and len(market.cache) == 4  # ema_3, ema_5, ema_13, ema_21
+    assert next(iter(tasks._sweep_market))[0] == bulk
+    deadline = time.monotonic() + 10
+    while tasks._sweep_market and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not tasks._sweep_market  # released once idle
