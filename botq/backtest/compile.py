@@ -14,9 +14,8 @@ the trigger's path, as validation does.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,38 +55,70 @@ Key = tuple[Any, ...]
 
 
 class ColumnCache:
-    """Computed columns (indicators, boundaries, ...) of one set of candles, kept for the next
-    compile up to `max_bytes`, least recently used dropped first. What lets a worker running
-    chunk after chunk of one sweep compute each indicator once instead of once per chunk."""
+    """Computed columns (indicators, boundaries, ...) of one set of candles, kept as the rows of
+    one store (at most `max_bytes`) for later compiles. A compile whose columns are all in the
+    store runs the engine on the store itself: no column is computed or copied twice, which is
+    what lets a worker running chunk after chunk of one sweep cost little more than one call.
+    A compile that finds the store full gets a private matrix, and the store starts afresh
+    once no compile uses it."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._rows: OrderedDict[Key, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()  # worker threads may compile against one Market
-
-    def get(self, key: Key) -> np.ndarray | None:
-        """The cached row, marked as just used, or None."""
-        with self._lock:
-            row = self._rows.get(key)
-            if row is not None:
-                self._rows.move_to_end(key)
-            return row
-
-    def put(self, key: Key, row: np.ndarray) -> None:
-        """Keep `row` (read-only) if it fits, dropping the least recently used rows."""
-        with self._lock:
-            if row.nbytes > self.max_bytes or key in self._rows:
-                return
-            while self.nbytes + row.nbytes > self.max_bytes:
-                _, old = self._rows.popitem(last=False)
-                self.nbytes -= old.nbytes
-            row.flags.writeable = False
-            self._rows[key] = row
-            self.nbytes += row.nbytes
+        self._store: np.ndarray | None = None
+        self._view: np.ndarray | None = None  # the store, read-only, as the engine sees it
+        self._slots: dict[Key, int] = {}
+        self._users = 0  # compiles whose matrix is the store
+        self._full = False  # a compile found no room: start afresh once no compile uses it
+        self.lock = threading.Lock()  # worker threads may compile against one Market
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._slots)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the columns kept."""
+        return 0 if self._store is None else len(self._slots) * self._store.shape[1] * 8
+
+    def slot(self, key: Key) -> int | None:
+        """The store row holding `key`, or None (call with `lock` held)."""
+        if self._full and not self._users:
+            self._slots.clear()  # the working set outgrew the store: start afresh
+            self._full = False
+        return self._slots.get(key)
+
+    def row(self, slot: int) -> np.ndarray:
+        """A stored column (call with `lock` held)."""
+        assert self._store is not None
+        return self._store[slot]
+
+    def place(self, rows: dict[Key, np.ndarray], n: int) -> bool:
+        """Copy new rows into the store (call with `lock` held); False if they do not fit."""
+        if self._store is None:
+            capacity = self.max_bytes // (8 * n) if n else 0
+            if capacity == 0:
+                return False
+            self._store = np.empty((capacity, n))  # pages are only taken as rows are written
+            self._view = self._store.view()
+            self._view.flags.writeable = False
+        if len(self._slots) + len(rows) > self._store.shape[0]:
+            self._full = True
+            return False
+        for key, row in rows.items():
+            j = len(self._slots)
+            self._store[j] = row
+            self._slots[key] = j
+        return True
+
+    def use(self) -> np.ndarray:
+        """The store as the engine's matrix, until `release()` (call with `lock` held)."""
+        assert self._view is not None
+        self._users += 1
+        return self._view
+
+    def release(self) -> None:
+        """A compile is done with the store."""
+        with self.lock:
+            self._users -= 1
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -162,6 +193,8 @@ class Columns:
     users: dict[Key, list[str]] = field(default_factory=dict)
     matrix: np.ndarray | None = None
     indicators_ms: float = 0.0
+    # matrix row of each column when the matrix is the market's cache store (else None)
+    rows_in_store: np.ndarray | None = None
 
     def _add(self, key: Key, path: str) -> int:
         if self.matrix is not None:
@@ -186,22 +219,30 @@ class Columns:
         return self._add(("streak", timeframe), path)
 
     def build(self) -> np.ndarray:
-        """Compute every requested column once; the matrix is (columns, candles)."""
+        """Compute every requested column once; the matrix is (columns, candles).
+
+        With a cache on the market, columns computed by earlier compiles are reused and the
+        matrix is the cache's store (see `rows_in_store`); call `release()` when done with it.
+        """
         if self.matrix is not None:
             return self.matrix
+        cache = self.market.cache
+        if cache is None:
+            return self._build(cache=None)
+        with cache.lock:
+            return self._build(cache)
+
+    def _build(self, cache: ColumnCache | None) -> np.ndarray:
         import time as _time
 
         started = _time.perf_counter()
         m = self.market
-        cache = m.cache
         rows: dict[int, np.ndarray] = {}
         blocks: list[tuple[np.ndarray, list[int]]] = []
         by_tf: dict[str | None, list[str]] = {}
-        for key, j in self.keys.items():
-            row = cache.get(key) if cache is not None else None
-            if row is not None:
-                rows[j] = row
-            elif key[0] == "ind":
+        stored = {} if cache is None else {k: cache.slot(k) for k in self.keys}
+        for key in self.keys:
+            if stored.get(key) is None and key[0] == "ind":
                 by_tf.setdefault(key[1], []).append(key[2])
         problems: list[Problem] = []
         for tf, names in by_tf.items():
@@ -218,7 +259,7 @@ class Columns:
         if problems:
             raise StrategyError(problems)
         for key, j in self.keys.items():
-            if j in rows:
+            if j in rows or stored.get(key) is not None:
                 continue
             if key[0] == "boundary":
                 rows[j] = _boundary(m.time, m.step_ns, TIMEFRAMES[key[1]] * NS_PER_MINUTE)
@@ -226,20 +267,31 @@ class Columns:
                 rows[j] = _pct_change(m.time, m.close, key[1])
             elif key[0] == "streak":
                 rows[j] = _streak(m, key[1])
-        if cache is not None:
-            for key, j in self.keys.items():
-                cache.put(key, rows[j])
         k = len(self.keys)
-        if len(blocks) == 1 and k == len(blocks[0][1]) and blocks[0][1] == list(range(k)):
+        if cache is not None and cache.place(
+            {key: rows[j] for key, j in self.keys.items() if j in rows}, m.n
+        ):
+            self.rows_in_store = np.array(
+                [cache.slot(key) for key in self.keys], dtype=np.int64
+            ).reshape(k)
+            self.matrix = cache.use()
+        elif len(blocks) == 1 and k == len(blocks[0][1]) and blocks[0][1] == list(range(k)):
             self.matrix = blocks[0][0]  # one compute() call made every row: no copy
         else:
             self.matrix = np.empty((k, m.n), dtype=np.float64)
-            for j, r in rows.items():
-                self.matrix[j] = r
+            for key, j in self.keys.items():
+                slot = stored.get(key)
+                self.matrix[j] = rows[j] if slot is None or cache is None else cache.row(slot)
         # read-only either way, so the engine is compiled for one array type only
         self.matrix.flags.writeable = False
         self.indicators_ms = (_time.perf_counter() - started) * 1000.0
         return self.matrix
+
+    def release(self) -> None:
+        """Done with the matrix: a cache store may start afresh when full again."""
+        if self.rows_in_store is not None and self.market.cache is not None:
+            self.market.cache.release()
+            self.rows_in_store = None
 
     def _repath(self, problems: list[Problem], tf: str | None) -> list[Problem]:
         out = []
@@ -493,4 +545,15 @@ def compile_all(strategies: Sequence[Strategy], market: Market) -> tuple[list[Co
     if problems:
         raise StrategyError(problems)
     columns.build()
+    rows = columns.rows_in_store
+    if rows is not None:  # the matrix is the cache's store: point the triggers at its rows
+        compiled = [replace(c, trig_int=_remap_columns(c.trig_int, rows)) for c in compiled]
     return compiled, columns
+
+
+def _remap_columns(trig_int: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = trig_int.copy()
+    for col in (TrigCol.COL_A, TrigCol.COL_B, TrigCol.GATE):
+        used = out[:, col] >= 0
+        out[used, col] = rows[out[used, col]]
+    return out

@@ -273,7 +273,10 @@ def run(
     s = _strategy(strategy)
     market = Market.of(candles)
     compiled, columns = compile_all([s], market)
-    return _result(compiled[0], market, columns, capital, fee, fill, verbose)
+    try:
+        return _result(compiled[0], market, columns, capital, fee, fill, verbose)
+    finally:
+        columns.release()
 
 
 @overload
@@ -324,8 +327,24 @@ def run_many(
     strategies = [_strategy(s) for s in strategies]
     market = Market.of(candles)
     compiled, columns = compile_all(strategies, market)
-    if details:
-        return [_result(c, market, columns, capital, fee, fill, False) for c in compiled]
+    try:
+        if details:
+            return [_result(c, market, columns, capital, fee, fill, False) for c in compiled]
+        return _sweep(compiled, market, columns, capital, fee, fill, workers)
+    finally:
+        columns.release()
+
+
+def _sweep(
+    compiled: list[Compiled],
+    market: Market,
+    columns: Columns,
+    capital: float,
+    fee: float,
+    fill: str,
+    workers: int | None,
+) -> pd.DataFrame:
+    """The metrics table of a sweep: the variants' tables concatenated, run in threads."""
     matrix = columns.build()
     n_var = len(compiled)
     stats = np.zeros((n_var, N_STATS))

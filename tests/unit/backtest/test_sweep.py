@@ -134,18 +134,30 @@ def test_a_market_cache_computes_each_column_once_across_compiles(
     assert market.cache is not None and len(market.cache) == 4
 
 
-def test_the_column_cache_keeps_the_most_recently_used_within_its_budget() -> None:
-    from botq.backtest.compile import ColumnCache
-
-    row = np.zeros(1000)  # 8,000 bytes
-    cache = ColumnCache(max_bytes=20_000)
-    cache.put(("a",), row.copy())
-    cache.put(("b",), row.copy())
-    assert cache.get(("a",)) is not None  # a is now the most recently used
-    cache.put(("c",), row.copy())
-    assert cache.get(("b",)) is None and cache.get(("a",)) is not None
-    assert cache.nbytes == 16_000 and len(cache) == 2
-    cached = cache.get(("c",))
-    assert cached is not None and not cached.flags.writeable  # shared rows are read-only
-    cache.put(("huge",), np.zeros(5000))  # larger than the whole budget: not kept
-    assert cache.get(("huge",)) is None and len(cache) == 2
+def test_a_full_column_store_gives_a_private_matrix_then_starts_afresh() -> None:
+    candles = synthetic("BTC/USD", "2026-01-01", 3000, seed=4)
+    market = Market.of(candles, cache_mb=3 * 3000 * 8 / 2**20)  # room for three columns
+    first = grid(TEMPLATE, {"fast": [3], "slow": [20], "stop": [2]})
+    second = grid(TEMPLATE, {"fast": [5], "slow": [30], "stop": [2]})
+    _, using = compile_all(first, market)
+    assert using.rows_in_store is not None and using.matrix is not None
+    assert using.matrix.shape[0] == 3  # the engine reads the store itself
+    # two more columns do not fit while the first compile still reads the store
+    _, private = compile_all(second, market)
+    assert private.rows_in_store is None and private.matrix is not None
+    assert private.matrix.shape == (2, 3000)
+    assert (
+        run_many(second, market)
+        .drop(columns="name")
+        .equals(run_many(second, candles).drop(columns="name"))
+    )
+    using.release()
+    _, fresh = compile_all(second, market)  # nobody reads the store now: it starts afresh
+    assert fresh.rows_in_store is not None and market.cache is not None
+    assert len(market.cache) == 2
+    fresh.release()
+    assert (
+        run_many(first, market)
+        .drop(columns="name")
+        .equals(run_many(first, candles).drop(columns="name"))
+    )
