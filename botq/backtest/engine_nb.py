@@ -192,7 +192,10 @@ def _buy_size_nb(kind, amount, cash, px, fee):
     return amount * px * (1.0 + fee), amount
 
 
-@njit(cache=True, nogil=True)
+# _nrt=False on the two helpers the walk calls per event: they allocate nothing and only touch
+# arrays their caller owns, and without it every call pays atomic reference counts on each
+# array argument (~2 ms per million candles of a crossover backtest, measured)
+@njit(cache=True, nogil=True, _nrt=False)
 def _execute_nb(
     a,
     s,
@@ -384,7 +387,7 @@ def _fold_nb(e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq):
     return prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _held_span_nb(
     close, lo, hi, cash, hold, equity, keep_equity, last_px,
     prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq,
