@@ -371,20 +371,18 @@ def _execute_nb(
 @njit(cache=True, nogil=True, inline="always")
 def _fold_nb(e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq):
     """Fold the portfolio value e at one close into the running statistics (returns, downside,
-    peak, deepest drawdown); an unchanged value adds nothing. Returns them in the same order."""
-    if e != prev_e:
-        # branch-free where the branch would be a coin flip
-        r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
-        down = min(r, 0.0)
-        r_sum += r
-        r_sq += r * r
-        d_sq += down * down
-        peak = max(peak, e)
-        if peak - e > max_dd * peak:  # a new deepest drawdown: rare
-            max_dd = (peak - e) / peak
-            dd_val = peak - e
-        prev_e = e
-    return prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+    peak, deepest drawdown); an unchanged value adds exactly nothing. Returns them in the same
+    order. Branch-free where a branch would be a coin flip."""
+    r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
+    down = min(r, 0.0)
+    r_sum += r
+    r_sq += r * r
+    d_sq += down * down
+    peak = max(peak, e)
+    if peak - e > max_dd * peak:  # a new deepest drawdown: rare
+        max_dd = (peak - e) / peak
+        dd_val = peak - e
+    return e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
 
 
 @njit(cache=True, nogil=True, _nrt=False)
