@@ -247,7 +247,14 @@ def queue_sweep(bars: int, variants: int) -> dict[str, Any]:
                 for _ in range(2)
             ]  # fmt: skip
             try:
-                time.sleep(3)  # let both workers start and import before the clock starts
+                # warm both workers (imports, cached kernels: ~1.5 s per process) with a tiny
+                # sweep, as a long-running worker would be; run_many is timed warm as well
+                warm = db.queue.enqueue(
+                    "BulkBacktest",
+                    {"template": ema_cross(), "grid": {"fast": [5, 6, 7, 8], "slow": [20]},
+                     "pair": "BTC/USD", "chunk_size": 1},
+                )  # fmt: skip
+                db.queue.wait(warm, timeout=600)
                 t0 = time.perf_counter()
                 bulk = db.queue.enqueue(
                     "BulkBacktest",
@@ -279,7 +286,9 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=None)
     parser.add_argument("--vbt-variants", type=int, default=None)
     parser.add_argument(
-        "--only", default="", help="comma-separated figures, e.g. botq_single,botq_sweep,queue_sweep"
+        "--only",
+        default="",
+        help="comma-separated figures, e.g. botq_single,botq_sweep,queue_sweep",
     )
     args = parser.parse_args()
     only = {k for k in args.only.split(",") if k}
