@@ -86,6 +86,19 @@ def zscore_nb(x: np.ndarray, period: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _count_below(x: np.ndarray, lo: int, hi: int, v: float) -> tuple[int, int]:
+    """How many of x[lo:hi] are < v and == v, counted without branches (so LLVM vectorises the
+    loop; a branch per value would mispredict on half of random data)."""
+    less = 0
+    equal = 0
+    w = x[lo:hi]
+    for j in range(w.shape[0]):
+        less += w[j] < v
+        equal += w[j] == v
+    return less, equal
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Percentile rank (0-100] of x[t] among the last `period` values including itself, ties
     averaged: 100 * (less + (equal + 1) / 2) / p - pandas rolling(p).rank(pct=True) * 100."""
@@ -95,14 +108,7 @@ def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
     while i < n:
         s, e = _run1(x, i)
         for t in range(s + period - 1, e):
-            v = x[t]
-            less = 0
-            equal = 0
-            for j in range(t - period + 1, t + 1):
-                if x[j] < v:
-                    less += 1
-                elif x[j] == v:
-                    equal += 1
+            less, equal = _count_below(x, t - period + 1, t + 1, x[t])
             out[t] = 100.0 * (less + (equal + 1) / 2.0) / period
         i = e
     return out
@@ -181,30 +187,115 @@ def yang_zhang_nb(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rescaled_range(r: np.ndarray, lo: int, hi: int) -> float:
+def _rescaled_range(r: np.ndarray, cs: np.ndarray, lo: int, hi: int) -> float:
     """R/S of r[lo:hi]: range of cumulative deviations from the mean over the population std;
-    NaN when the chunk is flat."""
+    NaN when the chunk is flat (std exactly 0).
+
+    cs is the running sum of the run (cs[k + 1] - cs[lo] = r[lo] + ... + r[k]), so the mean
+    and every cumulative deviation come without a dependency chain and one pass suffices;
+    sums and extremes use two accumulators each for the same reason.
+    """
     m = hi - lo
-    mu = 0.0
-    for j in range(lo, hi):
-        mu += r[j]
-    mu /= m
-    cum = 0.0
+    base = cs[lo]
+    mu = (cs[hi] - base) / m
     cmax = 0.0
     cmin = 0.0
-    ss = 0.0
-    for j in range(lo, hi):
-        d = r[j] - mu
-        ss += d * d
-        cum += d
-        if cum > cmax:
-            cmax = cum
-        if cum < cmin:
-            cmin = cum
-    sd = math.sqrt(ss / m)
-    if sd == 0.0:
+    s0 = 0.0
+    s1 = 0.0
+    cmax1 = 0.0
+    cmin1 = 0.0
+    rv = r[lo:hi]
+    cv = cs[lo + 1 : hi + 1]
+    f = 0.0  # (k + 1 - lo) as a float, counted rather than converted
+    k = 0
+    while k + 2 <= m:
+        d0 = rv[k] - mu
+        d1 = rv[k + 1] - mu
+        s0 += d0 * d0
+        s1 += d1 * d1
+        y0 = (cv[k] - base) - (f + 1.0) * mu
+        y1 = (cv[k + 1] - base) - (f + 2.0) * mu
+        f += 2.0
+        cmax = max(cmax, y0)
+        cmin = min(cmin, y0)
+        cmax1 = max(cmax1, y1)
+        cmin1 = min(cmin1, y1)
+        k += 2
+    if k < m:
+        d0 = rv[k] - mu
+        s0 += d0 * d0
+        y0 = (cv[k] - base) - (f + 1.0) * mu
+        cmax = max(cmax, y0)
+        cmin = min(cmin, y0)
+    cmax = max(cmax, cmax1)
+    cmin = min(cmin, cmin1)
+    ss = s0 + s1
+    if ss == 0.0:
         return np.nan
-    return (cmax - cmin) / sd
+    return (cmax - cmin) / math.sqrt(ss / m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _hurst_run(
+    r: np.ndarray, s: int, e: int, period: int, nscales: int, cs: np.ndarray, out: np.ndarray
+) -> None:
+    """hurst_nb along the NaN-free run [s, e).
+
+    The chunk of m values ending at bar h is the same for every window that uses it, so its
+    R/S is computed once, when h is reached, and kept in a ring (rs[a, h % period]) until the
+    last window that needs it (period // m * m bars later) has passed.
+    """
+    cs[0] = 0.0
+    for k in range(s, e):
+        cs[k - s + 1] = cs[k - s] + r[k]
+    rs = np.empty((nscales, period), dtype=np.float64)
+    lx = np.empty(nscales, dtype=np.float64)
+    ly = np.empty(nscales, dtype=np.float64)
+    m = period
+    for a in range(nscales):
+        lx[a] = math.log(m)
+        m //= 2
+    mx = 0.0
+    for a in range(nscales):
+        mx += lx[a]
+    mx /= nscales
+    sxx = 0.0
+    for a in range(nscales):
+        sxx += (lx[a] - mx) * (lx[a] - mx)
+    rv = r[s:e]
+    for t in range(e - s):
+        m = period
+        for a in range(nscales):
+            if t + 1 >= m:
+                rs[a, (t + 1) % period] = _rescaled_range(rv, cs, t + 1 - m, t + 1)
+            m //= 2
+        if t < period - 1:
+            continue
+        m = period
+        ok = True
+        for a in range(nscales):
+            tot = 0.0
+            cnt = 0
+            for c in range(period // m):
+                v = rs[a, (t + 1 - c * m) % period]
+                if not np.isnan(v):
+                    tot += v
+                    cnt += 1
+            if cnt == 0 or tot <= 0.0:
+                ok = False
+                break
+            ly[a] = math.log(tot / cnt)
+            m //= 2
+        if not ok:
+            continue
+        my = 0.0
+        for a in range(nscales):
+            my += ly[a]
+        my /= nscales
+        sxy = 0.0
+        for a in range(nscales):
+            sxy += (lx[a] - mx) * (ly[a] - my)
+        out[s + t] = sxy / sxx
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -217,6 +308,8 @@ def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
     skipped); H = OLS slope of ln(mean R/S) on ln(m). Needs period >= 16 (two scales; the
     registry asks for >= 32, three scales).
     Small-sample R/S is biased upward: i.i.d. noise reads about 0.55-0.6 at period 200.
+    Each chunk's R/S is computed once and shared by every window containing it (see
+    _hurst_run): O(period + period/2 + ...) ~ 2 * period per bar instead of O(period * scales).
     """
     out = _nan_like(r)
     if period < 16:
@@ -226,46 +319,13 @@ def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
     while m >= 8:
         nscales += 1
         m //= 2
-    lx = np.empty(nscales, dtype=np.float64)
-    ly = np.empty(nscales, dtype=np.float64)
-    i = 0
     n = r.shape[0]
+    cs = np.empty(n + 1, dtype=np.float64)
+    i = 0
     while i < n:
         s, e = _run1(r, i)
-        for t in range(s + period - 1, e):
-            m = period
-            ok = True
-            for a in range(nscales):
-                q = period // m
-                tot = 0.0
-                cnt = 0
-                for c in range(q):
-                    hi = t + 1 - c * m
-                    v = _rescaled_range(r, hi - m, hi)
-                    if not np.isnan(v):
-                        tot += v
-                        cnt += 1
-                if cnt == 0 or tot <= 0.0:
-                    ok = False
-                    break
-                lx[a] = math.log(m)
-                ly[a] = math.log(tot / cnt)
-                m //= 2
-            if not ok:
-                continue
-            mx = 0.0
-            my = 0.0
-            for a in range(nscales):
-                mx += lx[a]
-                my += ly[a]
-            mx /= nscales
-            my /= nscales
-            sxy = 0.0
-            sxx = 0.0
-            for a in range(nscales):
-                sxy += (lx[a] - mx) * (ly[a] - my)
-                sxx += (lx[a] - mx) * (lx[a] - mx)
-            out[t] = sxy / sxx
+        if e - s >= period:
+            _hurst_run(r, s, e, period, nscales, cs, out)
         i = e
     return out
 
@@ -313,14 +373,7 @@ def tercile_regime_nb(v: np.ndarray, period: int) -> np.ndarray:
     while i < n:
         s, e = _run1(v, i)
         for t in range(s + period - 1, e):
-            cur = v[t]
-            less = 0
-            equal = 0
-            for j in range(t - period + 1, t + 1):
-                if v[j] < cur:
-                    less += 1
-                elif v[j] == cur:
-                    equal += 1
+            less, equal = _count_below(v, t - period + 1, t + 1, v[t])
             # rank / p = (2 less + equal + 1) / (2 p), compared in integers
             r3 = 3 * (2 * less + equal + 1)
             if r3 <= 2 * period:
