@@ -91,27 +91,21 @@ def botq_cases(d: dict[str, np.ndarray], t: np.ndarray) -> dict[str, Callable[[]
     def stochrsi() -> object:
         return K.stochf_nb(K.rsi_nb(c, 14, e()), 5, 3, e(), e())
 
-    def bbands() -> object:
-        mid = K.sma_nb(c, 20, e())
-        return K.bands_nb(mid, K.rolling_std_nb(c, 20, e()), 2.0, e(), e())
-
-    def zscore() -> object:
-        return K.zscore_from_nb(c, K.sma_nb(c, 20, e()), K.rolling_std_nb(c, 20, e()), e())
-
     session = t // (86_400 * 10**9)
     r = K.log_returns_nb(c)
     return {
         "SMA 20": lambda: K.sma_nb(c, 20, e()),
         "EMA 20": lambda: K.ema_nb(c, 20, e()),
         "RSI 14": lambda: K.rsi_nb(c, 14, e()),
-        "MACD 12/26/9": lambda: K.macd_slow_nb(c, 12, 26, 9, e(), e(), e(), e()),
-        "Bollinger 20/2": bbands,
+        # compute() skips the slow EMA (the empty 4th output) unless an ema_26 is requested
+        "MACD 12/26/9": lambda: K.macd_slow_nb(c, 12, 26, 9, e(), e(), e(), np.empty(0)),
+        "Bollinger 20/2": lambda: K.bbands_nb(c, 20, 2.0, e(), e(), e()),
         "ATR 14": lambda: K.atr_nb(h, lo, c, 14, e()),
         "StochRSI 14/5/3": stochrsi,
         "STDDEV 20": lambda: K.rolling_std_nb(c, 20, e()),
         "OBV": lambda: K.obv_nb(c, v, e()),
         "ROC 10": lambda: K.roc_nb(c, 10, e()),
-        "z-score 20": zscore,
+        "z-score 20": lambda: K.zscore_nb(c, 20, e()),
         "percentile rank 50": lambda: K.percentile_rank_nb(c, 50),
         "skew 60 (returns)": lambda: K.skew_nb(r, 60),
         "kurt 60 (returns)": lambda: K.kurt_nb(r, 60),

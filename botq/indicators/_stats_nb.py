@@ -18,8 +18,9 @@ from numba import njit
 
 from botq.indicators._classic_nb import (
     _TOL,
+    _ZSCORE,
     _alloc,
-    _mean_m2_run,
+    _mean_m2,
     _nan_like,
     _rolling_mean_run,
     _run1,
@@ -71,18 +72,14 @@ def zscore_from_nb(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def zscore_nb(x: np.ndarray, period: int) -> np.ndarray:
+def zscore_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling z-score: (x - SMA_p) / STDDEV_p with the population std (pandas:
-    (x - x.rolling(p).mean()) / x.rolling(p).std(ddof=0)); NaN when the window is flat."""
-    mean = _nan_like(x)
-    std = _nan_like(x)
-    i = 0
-    n = x.shape[0]
-    while i < n:
-        s, e = _run1(x, i)
-        _mean_m2_run(x, s, e, period, 0, True, True, mean, std)
-        i = e
-    return zscore_from_nb(x, mean, std)
+    (x - x.rolling(p).mean()) / x.rolling(p).std(ddof=0)); NaN when the window is flat.
+    One pass: mean, std and z-score of each window come from the same sums."""
+    res = _alloc(out, x.shape[0])
+    none = np.empty(0, dtype=np.float64)
+    _mean_m2(x, period, 0, _ZSCORE, 1.0, res, none, none)
+    return res
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

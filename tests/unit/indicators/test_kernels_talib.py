@@ -300,3 +300,21 @@ def test_macd_fast_ema_is_seeded_at_the_slow_start(rw: dict) -> None:
     line2, _, _, slow = K.macd_slow_nb(x, 12, 26, 9)
     np.testing.assert_array_equal(slow, K.ema_nb(x, 26))
     np.testing.assert_allclose(line2[33:], (mine - slow)[33:], rtol=1e-12, atol=1e-9)
+
+
+def test_skipped_optional_outputs_leave_the_others_unchanged(rw: dict) -> None:
+    """An empty out_slow / out_middle skips that output of the fused MACD / Bollinger pass."""
+    x = rw["close"].copy()
+    x[500:503] = np.nan
+    none = np.empty(0)
+    full = K.macd_slow_nb(x, 12, 26, 9)
+    part = K.macd_slow_nb(x, 12, 26, 9, None, None, None, none)
+    assert part[3].shape == (0,)
+    for a, b in zip(full[:3], part[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full[3], K.ema_nb(x, 26))
+    up, mid, lo = K.bbands_nb(x, 20, 2.0)
+    up2, mid2, lo2 = K.bbands_nb(x, 20, 2.0, None, none, None)
+    assert mid2.shape == (0,)
+    np.testing.assert_array_equal(up, up2)
+    np.testing.assert_array_equal(lo, lo2)
