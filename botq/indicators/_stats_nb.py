@@ -4,9 +4,9 @@ Conventions shared with ``_classic_nb``: float64 in, float64 out, warm-up is NaN
 NaN-free run of bars is computed as its own series (a window never spans a NaN, so a gap
 costs one warm-up). Means, variances, skewness, kurtosis and autocorrelation use O(1)
 updates of sums about a centre near the window mean, re-summed exactly (two-pass) whenever a
-rounding-error bound says so (moments and autocorrelation also once per window); a window of
-equal values is exactly flat.
-Percentile rank, regimes, Hurst and half-life are O(period) per bar, computed exactly.
+rounding-error bound says so (skewness and kurtosis also once per window, autocorrelation
+every 8 windows); a window of equal values is exactly flat.
+Percentile rank, regimes and half-life are O(period) per bar, Hurst O(2 period), exactly.
 """
 
 from __future__ import annotations
@@ -572,9 +572,10 @@ def _side(x: np.ndarray, lo: int, hi: int) -> tuple[float, float]:
 def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
     """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
 
-    O(1) per bar with co-moment sums about a common centre c, re-summed exactly every w bars
-    and whenever either variance's rounding bound could exceed 1e-7 of it; NaN when either side
-    is flat (exactly, after a re-sum).
+    O(1) per bar with co-moment sums about a common centre c, re-summed exactly whenever either
+    variance's rounding bound could exceed 1e-7 of it (|cov| <= sqrt(va vb), so that bound also
+    holds the correlation to ~2e-9) and every 8 windows, which only re-centres c on a drifting
+    series; NaN when either side is flat (exactly, after a re-sum).
     """
     first = s + w + lag - 1
     if first >= e:
@@ -604,7 +605,7 @@ def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarr
             since += 1
             va = saa - sa * sa * iw
             vb = sbb - sb * sb * iw
-            exact = since >= w or va < _TOL * err or vb < _TOL * err
+            exact = since >= 8 * w or va < _TOL * err or vb < _TOL * err
         if exact:
             lo = t - w + 1
             ma, va_ex = _side(x, lo, t + 1)
