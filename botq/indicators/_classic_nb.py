@@ -246,7 +246,8 @@ def _mean_m2_run(
     v0 = o0[w:e]
     v1 = o1[w:e]
     v2 = o2[w:e]
-    err = 0.0
+    err4 = 0.0
+    tol4 = 4.0 * _TOL
     for j in range(xa.shape[0]):
         xj = xa[j]
         if np.isnan(xj):
@@ -254,14 +255,17 @@ def _mean_m2_run(
         a = xj - c
         b = xb[j] - c
         s1 += a - b
-        s2 += a * a - b * b
-        # bounds eps-scaled rounding of s2 and of s1**2/p: 2|s1|(|a|+|b|+|s1|)/p <= this
-        err += 3.0 * (a * a + b * b + s1 * s1 * ip) + s2
+        a2 = a * a
+        b2 = b * b
+        s2 += a2 - b2
+        # eps * err4 bounds the rounding of s2 and of s1**2/p (2|s1|(|a|+|b|+|s1|)/p per
+        # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
+        err4 += (a2 + b2) + s2
         m2 = s2 - s1 * s1 * ip
-        if m2 < _TOL * err:
+        if m2 < tol4 * err4:
             c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
             m2 = s2 - s1 * s1 * ip
-            err = 0.0
+            err4 = 0.0
         if m2 < 0.0:
             m2 = 0.0
         _emit(mode, xj, c + s1 * ip, m2 * idn, width, v0, v1, v2, j)
