@@ -110,7 +110,7 @@ def botq_cases(d: dict[str, np.ndarray], t: np.ndarray) -> dict[str, Callable[[]
         "skew 60 (returns)": lambda: K.skew_nb(r, 60),
         "kurt 60 (returns)": lambda: K.kurt_nb(r, 60),
         "autocorr lag 1 / 100": lambda: K.autocorr_nb(r, 1, 100),
-        "Parkinson 20": lambda: K.parkinson_nb(h, lo, 20),
+        "Parkinson 20": lambda: K.parkinson_nb(h, lo, 20, e()),
         "VWAP (UTC day)": lambda: K.vwap_nb(h, lo, c, v, session, e()),
         "Hurst 200 (R/S)": lambda: K.hurst_nb(r, 200),
     }

@@ -112,44 +112,55 @@ def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def parkinson_nb(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
+def parkinson_nb(
+    high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
     last `period` bars (not annualised)."""
     n = high.shape[0]
-    v = _nan_like(high)
+    v = np.empty(n, dtype=np.float64)
     for t in range(n):
-        if high[t] > 0.0 and low[t] > 0.0:
-            r = math.log(high[t] / low[t])
-            v[t] = r * r
-    m = rolling_mean_nb(v, period)
-    out = _nan_like(high)
-    for t in range(n):
-        if m[t] >= 0.0:
-            out[t] = math.sqrt(m[t] / (4.0 * _LN2))
+        h = high[t]
+        lo = low[t]
+        r = math.log(h / lo) if h > 0.0 and lo > 0.0 else np.nan
+        v[t] = r * r
+    return _sqrt_mean(v, period, 1.0 / (4.0 * _LN2), _alloc(out, n))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sqrt_mean(v: np.ndarray, period: int, scale: float, out: np.ndarray) -> np.ndarray:
+    """out = sqrt(scale * rolling mean of v), NaN where that mean is NaN or negative; the
+    square roots are taken in a separate loop, which LLVM vectorises."""
+    rolling_mean_nb(v, period, out)
+    for t in range(out.shape[0]):
+        m = out[t] * scale
+        out[t] = math.sqrt(m) if m >= 0.0 else np.nan
     return out
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def garman_klass_nb(
-    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    period: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Garman-Klass (1980) volatility per bar: sqrt(mean(0.5 ln(h/l)^2 - (2 ln 2 - 1)
     ln(c/o)^2)) over the last `period` bars (not annualised); NaN if the mean is negative
     (only possible with inconsistent OHLC)."""
     n = close.shape[0]
-    v = _nan_like(close)
+    v = np.empty(n, dtype=np.float64)
     c2 = 2.0 * _LN2 - 1.0
     for t in range(n):
         if open_[t] > 0.0 and high[t] > 0.0 and low[t] > 0.0 and close[t] > 0.0:
             hl = math.log(high[t] / low[t])
             co = math.log(close[t] / open_[t])
             v[t] = 0.5 * hl * hl - c2 * co * co
-    m = rolling_mean_nb(v, period)
-    out = _nan_like(close)
-    for t in range(n):
-        if m[t] >= 0.0:
-            out[t] = math.sqrt(m[t])
-    return out
+        else:
+            v[t] = np.nan
+    return _sqrt_mean(v, period, 1.0, _alloc(out, n))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
