@@ -285,7 +285,7 @@ def _mean_m2(
 ) -> None:
     """_mean_m2_run over every NaN-free run of x (NaN outputs at NaN bars)."""
     n = x.shape[0]
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             _emit_nan(mode, o0, o1, o2, i, i + 1)
@@ -380,7 +380,7 @@ def sma_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     """Simple moving average: TA-Lib SMA (mean of the last `period` values, lookback p-1)."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             res[i] = np.nan
@@ -402,7 +402,7 @@ def ema_offset_nb(
     res = _alloc(out, n)
     if first < period - 1:
         first = period - 1
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             res[i] = np.nan
@@ -425,7 +425,7 @@ def rsi_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     means of p gains/losses), lookback p; 0 on a flat window, as TA-Lib."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             res[i] = np.nan
@@ -545,7 +545,7 @@ def macd_slow_nb(
     sig = _alloc(out_signal, n)
     hist = _alloc(out_hist, n)
     se = _alloc(out_slow, n) if out_slow is None or out_slow.shape[0] else out_slow
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             line[i] = np.nan
@@ -653,7 +653,7 @@ def stochf_nb(
     """
     n = x.shape[0]
     k = _alloc(out_k, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         k[i:s] = np.nan
@@ -691,7 +691,7 @@ def roc_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     """Rate of change: TA-Lib ROC = (x / x[-p] - 1) * 100, 0 where x[-p] == 0; lookback p."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         res[i : min(s + period, e)] = np.nan
@@ -726,7 +726,7 @@ def trange_nb(
     """True range: TA-Lib TRANGE = max(h - l, |h - prev close|, |l - prev close|), lookback 1."""
     n = close.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run4(high, low, close, close, i)
         res[i : min(s + 1, n)] = np.nan
@@ -800,7 +800,7 @@ def atr_nb(
     lookback p (period 1 is TRANGE)."""
     n = close.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(high[i] + low[i] + close[i]):
             res[i] = np.nan
@@ -836,7 +836,7 @@ def obv_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None)
     an up close and subtracts it on a down close; lookback 0. Restarts after a NaN gap."""
     n = close.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(close[i] + volume[i]):
             res[i] = np.nan
@@ -863,7 +863,7 @@ def ttm_trend_nb(
     for t in range(n):
         hl2[t] = (high[t] + low[t]) / 2.0
     avg = np.empty(n, dtype=np.float64)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run4(high, low, close, close, i)
         res[i : min(s + period, e)] = np.nan

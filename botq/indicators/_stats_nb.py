@@ -49,7 +49,7 @@ def rolling_mean_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -
     """Rolling mean (same definition as TA-Lib SMA; name used for non-price series)."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         res[i:s] = np.nan
@@ -329,7 +329,7 @@ def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
         m //= 2
     n = r.shape[0]
     cs = np.empty(n + 1, dtype=np.float64)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(r, i)
         if e - s >= period:
