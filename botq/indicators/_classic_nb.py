@@ -123,18 +123,25 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
     err = 0.0
     for j in range(xa.shape[0]):
         a = xa[j]
-        if np.isnan(a):
-            return w + j
         b = xb[j]
         acc += a - b
         err += abs(a) + abs(b) + abs(acc)
-        if abs(acc) < _TOL * err:
-            acc = 0.0
-            for k in range(s + j + 1, s + j + 1 + p):
-                acc += x[k]
+        # one test for both rare cases: a NaN makes acc NaN, and NaN >= anything is False
+        if not abs(acc) >= _TOL * err:
+            if np.isnan(a):
+                return w + j
+            acc = _exact_sum(x, s + j + 1, s + j + 1 + p)
             err = 0.0
         o[j] = acc * ip
     return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exact_sum(x: np.ndarray, lo: int, hi: int) -> float:
+    acc = 0.0
+    for k in range(lo, hi):
+        acc += x[k]
+    return acc
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -250,8 +257,6 @@ def _mean_m2_run(
     tol4 = 4.0 * _TOL
     for j in range(xa.shape[0]):
         xj = xa[j]
-        if np.isnan(xj):
-            return w + j
         a = xj - c
         b = xb[j] - c
         s1 += a - b
@@ -262,7 +267,10 @@ def _mean_m2_run(
         # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
         err4 += (a2 + b2) + s2
         m2 = s2 - s1 * s1 * ip
-        if m2 < tol4 * err4:
+        # one test for both rare cases: a NaN makes m2 NaN, and NaN >= anything is False
+        if not m2 >= tol4 * err4:
+            if np.isnan(xj):
+                return w + j
             c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
             m2 = s2 - s1 * s1 * ip
             err4 = 0.0
@@ -707,16 +715,21 @@ def roc_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tr(high: np.ndarray, low: np.ndarray, close: np.ndarray, t: int) -> float:
-    pc = close[t - 1]
-    g = high[t] - low[t]
-    v = abs(pc - high[t])
+def _tr_at(h: float, lo: float, prev_close: float) -> float:
+    """True range of one bar (TA-Lib TRANGE)."""
+    g = h - lo
+    v = abs(prev_close - h)
     if v > g:
         g = v
-    v = abs(pc - low[t])
+    v = abs(prev_close - lo)
     if v > g:
         g = v
     return g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tr(high: np.ndarray, low: np.ndarray, close: np.ndarray, t: int) -> float:
+    return _tr_at(high[t], low[t], close[t - 1])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -764,26 +777,31 @@ def _atr_run(
     out[f] = prev
     ip = 1.0 / p
     a = (p - 1) * ip
+    a2 = a * a
     hh = high[f + 1 : e]
     ll = low[f + 1 : e]
     cc = close[f + 1 : e]
     pc = close[f:e]
     o = out[f + 1 : e]
-    for j in range(hh.shape[0]):
-        h = hh[j]
-        lo = ll[j]
-        if np.isnan(h + lo + cc[j]):
+    m = hh.shape[0]
+    j = 0
+    # Two bars per step: atr[j+1] = a^2 atr[j-1] + (a u[j] + u[j+1]) with u = tr / p, so the
+    # loop-carried chain is one multiply-add per two bars instead of one per bar.
+    while j + 1 < m:
+        if np.isnan(hh[j] + ll[j] + cc[j] + hh[j + 1] + ll[j + 1] + cc[j + 1]):
+            break
+        u0 = _tr_at(hh[j], ll[j], pc[j]) * ip
+        u1 = _tr_at(hh[j + 1], ll[j + 1], pc[j + 1]) * ip
+        o[j] = prev * a + u0
+        prev = prev * a2 + (u0 * a + u1)
+        o[j + 1] = prev
+        j += 2
+    while j < m:  # the last bar, or bar by bar up to the NaN that stopped the pairs
+        if np.isnan(hh[j] + ll[j] + cc[j]):
             return f + 1 + j
-        c0 = pc[j]
-        g = h - lo
-        v = abs(c0 - h)
-        if v > g:
-            g = v
-        v = abs(c0 - lo)
-        if v > g:
-            g = v
-        prev = prev * a + g * ip
+        prev = prev * a + _tr_at(hh[j], ll[j], pc[j]) * ip
         o[j] = prev
+        j += 1
     return e
 
 
