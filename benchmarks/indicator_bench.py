@@ -301,12 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     from botq.indicators import compute
 
     ncores = os.cpu_count() or 1
-    comp = {
-        "compute_10_serial_ms": median_ms(lambda: compute(df, TEN, workers=1), args.repeat),
-        f"compute_10_{ncores}_threads_ms": median_ms(
-            lambda: compute(df, TEN, workers=ncores), args.repeat
-        ),
-    }
+    comp: dict[str, float] = {}
+    for label, workers in (("serial", 1), (f"{ncores}_threads", ncores)):
+        ts = timings_ms(lambda w=workers: compute(df, TEN, workers=w), args.repeat)
+        comp[f"compute_10_{label}_ms"] = statistics.median(ts)
+        comp[f"compute_10_{label}_ms_min"] = min(ts)
     cold = {} if args.skip_cold else cold_start(args.bars)
 
     def fmt(x: float | None) -> str:
