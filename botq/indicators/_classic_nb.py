@@ -123,18 +123,25 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
     err = 0.0
     for j in range(xa.shape[0]):
         a = xa[j]
-        if np.isnan(a):
-            return w + j
         b = xb[j]
         acc += a - b
         err += abs(a) + abs(b) + abs(acc)
-        if abs(acc) < _TOL * err:
-            acc = 0.0
-            for k in range(s + j + 1, s + j + 1 + p):
-                acc += x[k]
+        # one test for both rare cases: a NaN makes acc NaN, and NaN >= anything is False
+        if not abs(acc) >= _TOL * err:
+            if np.isnan(a):
+                return w + j
+            acc = _exact_sum(x, s + j + 1, s + j + 1 + p)
             err = 0.0
         o[j] = acc * ip
     return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exact_sum(x: np.ndarray, lo: int, hi: int) -> float:
+    acc = 0.0
+    for k in range(lo, hi):
+        acc += x[k]
+    return acc
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -165,6 +172,50 @@ def _exact_centred(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float
     return c, s1, s2
 
 
+# What a _mean_m2_run writes per bar (o0, o1, o2 are its three output arrays):
+_VAR = 0  # o0 = M2 / (p - ddof)
+_STD = 1  # o0 = sqrt(M2 / (p - ddof))
+_BANDS = 2  # o0 = mean + width * std, o2 = mean - width * std, o1 = mean unless o1 is empty
+_ZSCORE = 3  # o0 = (x - mean) / std, NaN where std is 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _emit(
+    mode: int,
+    xj: float,
+    mean: float,
+    var: float,
+    width: float,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+    j: int,
+) -> None:
+    """Write bar j's outputs for `mode` from its window mean and variance (see _VAR ...)."""
+    if mode == _VAR:
+        o0[j] = var
+    elif mode == _STD:
+        o0[j] = np.sqrt(var)
+    elif mode == _BANDS:
+        d = np.sqrt(var) * width
+        o0[j] = mean + d
+        o2[j] = mean - d
+        if o1.shape[0]:
+            o1[j] = mean
+    else:
+        sd = np.sqrt(var)
+        o0[j] = (xj - mean) / sd if sd > 0.0 else np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _emit_nan(mode: int, o0: np.ndarray, o1: np.ndarray, o2: np.ndarray, lo: int, hi: int) -> None:
+    o0[lo:hi] = np.nan
+    if mode == _BANDS:
+        o2[lo:hi] = np.nan
+        if o1.shape[0]:
+            o1[lo:hi] = np.nan
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _mean_m2_run(
     x: np.ndarray,
@@ -172,63 +223,83 @@ def _mean_m2_run(
     e: int,
     p: int,
     ddof: int,
-    as_std: bool,
-    with_mean: bool,
-    mean_out: np.ndarray,
-    disp_out: np.ndarray,
+    mode: int,
+    width: float,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
 ) -> int:
-    """Rolling mean and dispersion over windows of p along the run from s.
+    """Rolling mean and M2 (sum of squared deviations) over windows of p along the run from s,
+    written as `mode` says (a variance M2 / (p - ddof), a std, Bollinger bands or a z-score)
+    in the same pass, so no intermediate array is stored.
 
-    disp_out gets M2 / (p - ddof) (a variance), or its square root when as_std. Sums are
-    kept about a centre c near the window mean (set at each exact re-sum), so no digits are
-    lost to the price level; a rounding-error bound triggers an exact two-pass re-sum when
-    needed (flat windows after a move therefore give exactly 0). mean_out may be empty when
-    with_mean is False.
+    Sums are kept about a centre c near the window mean (set at each exact re-sum), so no
+    digits are lost to the price level; a rounding-error bound triggers an exact two-pass
+    re-sum when needed (flat windows after a move therefore give exactly 0).
     """
     w = min(s + p, e)
-    k = _warm(x, s, w, disp_out)
+    k = _warm(x, s, w, o0)
     if k < w or w - s < p:
-        disp_out[s:k] = np.nan
-        if with_mean:
-            mean_out[s:k] = np.nan
+        _emit_nan(mode, o0, o1, o2, s, k)
         return k
-    disp_out[s : w - 1] = np.nan
-    if with_mean:
-        mean_out[s : w - 1] = np.nan
+    _emit_nan(mode, o0, o1, o2, s, w - 1)
     ip = 1.0 / p
     idn = 1.0 / (p - ddof)
     c, s1, s2 = _exact_centred(x, s, w)
     m2 = max(s2 - s1 * s1 * ip, 0.0)
-    disp_out[w - 1] = np.sqrt(m2 * idn) if as_std else m2 * idn
-    if with_mean:
-        mean_out[w - 1] = c + s1 * ip
+    _emit(mode, x[w - 1], c + s1 * ip, m2 * idn, width, o0, o1, o2, w - 1)
     xa = x[w:e]
     xb = x[s : e - p]
-    do = disp_out[w:e]
-    mo = mean_out[w:e]
-    err = 0.0
+    v0 = o0[w:e]
+    v1 = o1[w:e]
+    v2 = o2[w:e]
+    err4 = 0.0
+    tol4 = 4.0 * _TOL
     for j in range(xa.shape[0]):
         xj = xa[j]
-        if np.isnan(xj):
-            return w + j
         a = xj - c
         b = xb[j] - c
         s1 += a - b
-        s2 += a * a - b * b
-        # bounds eps-scaled rounding of s2 and of s1**2/p: 2|s1|(|a|+|b|+|s1|)/p <= this
-        err += 3.0 * (a * a + b * b + s1 * s1 * ip) + s2
+        a2 = a * a
+        b2 = b * b
+        s2 += a2 - b2
+        # eps * err4 bounds the rounding of s2 and of s1**2/p (2|s1|(|a|+|b|+|s1|)/p per
+        # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
+        err4 += (a2 + b2) + s2
         m2 = s2 - s1 * s1 * ip
-        if m2 < _TOL * err:
+        # one test for both rare cases: a NaN makes m2 NaN, and NaN >= anything is False
+        if not m2 >= tol4 * err4:
+            if np.isnan(xj):
+                return w + j
             c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
             m2 = s2 - s1 * s1 * ip
-            err = 0.0
+            err4 = 0.0
         if m2 < 0.0:
             m2 = 0.0
-        v = m2 * idn
-        do[j] = np.sqrt(v) if as_std else v
-        if with_mean:
-            mo[j] = c + s1 * ip
+        _emit(mode, xj, c + s1 * ip, m2 * idn, width, v0, v1, v2, j)
     return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mean_m2(
+    x: np.ndarray,
+    period: int,
+    ddof: int,
+    mode: int,
+    width: float,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+) -> None:
+    """_mean_m2_run over every NaN-free run of x (NaN outputs at NaN bars)."""
+    n = x.shape[0]
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
+    while i < n:
+        if np.isnan(x[i]):
+            _emit_nan(mode, o0, o1, o2, i, i + 1)
+            i += 1
+        else:
+            i = _mean_m2_run(x, i, n, period, ddof, mode, width, o0, o1, o2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -317,7 +388,7 @@ def sma_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     """Simple moving average: TA-Lib SMA (mean of the last `period` values, lookback p-1)."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             res[i] = np.nan
@@ -339,7 +410,7 @@ def ema_offset_nb(
     res = _alloc(out, n)
     if first < period - 1:
         first = period - 1
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             res[i] = np.nan
@@ -362,7 +433,7 @@ def rsi_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     means of p gains/losses), lookback p; 0 on a flat window, as TA-Lib."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             res[i] = np.nan
@@ -407,7 +478,9 @@ def _macd_run(
     for j in range(i0 - fast + 1, i0 + 1):
         acc += x[j]
     fe = acc / fast
-    slow_ema[i0] = se
+    keep_slow = slow_ema.shape[0] != 0
+    if keep_slow:
+        slow_ema[i0] = se
     lv = fe - se
     lsum = lv
     sv = lv
@@ -434,7 +507,8 @@ def _macd_run(
             return i0 + 1 + j
         se = (v - se) * ks + se
         fe = (v - fe) * kf + fe
-        so[j] = se
+        if keep_slow:
+            so[j] = se
         lv = fe - se
         if j < nwarm:
             lsum += lv
@@ -469,7 +543,8 @@ def macd_slow_nb(
     """MACD line, signal, hist and the slow EMA in one pass (see macd_nb).
 
     The slow EMA equals ema_nb(x, slow) bit for bit, so a requested EMA of the same period
-    is served by this pass instead of being computed again.
+    is served by this pass instead of being computed again; an empty out_slow (length 0)
+    skips it.
     """
     if slow < fast:
         fast, slow = slow, fast
@@ -477,14 +552,14 @@ def macd_slow_nb(
     line = _alloc(out_line, n)
     sig = _alloc(out_signal, n)
     hist = _alloc(out_hist, n)
-    se = _alloc(out_slow, n)
-    i = 0
+    se = _alloc(out_slow, n) if out_slow is None or out_slow.shape[0] else out_slow
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
             line[i] = np.nan
             sig[i] = np.nan
             hist[i] = np.nan
-            se[i] = np.nan
+            se[i : i + 1] = np.nan  # a no-op when the slow EMA is skipped
             i += 1
         else:
             i = _macd_run(x, i, n, fast, slow, signal, line, sig, hist, se)
@@ -500,32 +575,19 @@ def macd_nb(
     of the line seeded with the mean of its first `signal` values; line, signal and hist all
     start at bar slow - 1 + signal - 1. Periods are swapped when slow < fast, as TA-Lib does.
     Returns (line, signal, hist)."""
-    line, sig, hist, _ = macd_slow_nb(x, fast, slow, signal)
+    none = np.empty(0, dtype=np.float64)
+    line, sig, hist, _ = macd_slow_nb(x, fast, slow, signal, None, None, None, none)
     return line, sig, hist
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dispersion(
-    x: np.ndarray, period: int, ddof: int, as_std: bool, out: np.ndarray | None
-) -> np.ndarray:
-    n = x.shape[0]
-    res = _alloc(out, n)
-    dummy = np.empty(0, dtype=np.float64)
-    i = 0
-    while i < n:
-        if np.isnan(x[i]):
-            res[i] = np.nan
-            i += 1
-        else:
-            i = _mean_m2_run(x, i, n, period, ddof, as_std, False, dummy, res)
-    return res
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def rolling_std_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling population standard deviation: TA-Lib STDDEV with nbdev = 1 (lookback p-1),
     computed with re-centred, error-bounded sums (accurate to ~1e-12 at any price level)."""
-    return _dispersion(x, period, 0, True, out)
+    res = _alloc(out, x.shape[0])
+    none = np.empty(0, dtype=np.float64)
+    _mean_m2(x, period, 0, _STD, 1.0, res, none, none)
+    return res
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -533,7 +595,10 @@ def rolling_var_nb(
     x: np.ndarray, period: int, ddof: int, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Rolling variance with divisor period - ddof (ddof=0: TA-Lib VAR; ddof=1: pandas var)."""
-    return _dispersion(x, period, ddof, False, out)
+    res = _alloc(out, x.shape[0])
+    none = np.empty(0, dtype=np.float64)
+    _mean_m2(x, period, ddof, _VAR, 1.0, res, none, none)
+    return res
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -544,8 +609,8 @@ def bands_nb(
     out_upper: np.ndarray | None = None,
     out_lower: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower Bollinger bands from a middle line and a std: mid +/- width * std,
-    with TA-Lib BBANDS' arithmetic (std * width added to / subtracted from mid)."""
+    """Upper and lower bands from a middle line and a std: mid +/- width * std, with TA-Lib
+    BBANDS' arithmetic (std * width added to / subtracted from mid)."""
     n = mid.shape[0]
     up = _alloc(out_upper, n)
     lo = _alloc(out_lower, n)
@@ -558,17 +623,24 @@ def bands_nb(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def bbands_nb(
-    x: np.ndarray, period: int, width: float
+    x: np.ndarray,
+    period: int,
+    width: float,
+    out_upper: np.ndarray | None = None,
+    out_middle: np.ndarray | None = None,
+    out_lower: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bollinger Bands: TA-Lib BBANDS with matype SMA and nbdevup = nbdevdn = width.
 
-    Returns (upper, middle, lower); middle = SMA, band = width * population std (STDDEV).
+    Returns (upper, middle, lower); middle = SMA, band = width * population std (STDDEV),
+    all three from one pass over x. An empty out_middle (length 0) skips the middle line.
     """
-    mid = sma_nb(x, period)
-    std = rolling_std_nb(x, period)
-    up = np.empty(x.shape[0], dtype=np.float64)
-    bands_nb(mid, std, width, up, std)  # the lower band overwrites the std buffer
-    return up, mid, std
+    n = x.shape[0]
+    up = _alloc(out_upper, n)
+    lo = _alloc(out_lower, n)
+    mid = _alloc(out_middle, n) if out_middle is None or out_middle.shape[0] else out_middle
+    _mean_m2(x, period, 0, _BANDS, width, up, mid, lo)
+    return up, mid, lo
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -589,7 +661,7 @@ def stochf_nb(
     """
     n = x.shape[0]
     k = _alloc(out_k, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         k[i:s] = np.nan
@@ -627,7 +699,7 @@ def roc_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     """Rate of change: TA-Lib ROC = (x / x[-p] - 1) * 100, 0 where x[-p] == 0; lookback p."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         res[i : min(s + period, e)] = np.nan
@@ -643,16 +715,21 @@ def roc_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tr(high: np.ndarray, low: np.ndarray, close: np.ndarray, t: int) -> float:
-    pc = close[t - 1]
-    g = high[t] - low[t]
-    v = abs(pc - high[t])
+def _tr_at(h: float, lo: float, prev_close: float) -> float:
+    """True range of one bar (TA-Lib TRANGE)."""
+    g = h - lo
+    v = abs(prev_close - h)
     if v > g:
         g = v
-    v = abs(pc - low[t])
+    v = abs(prev_close - lo)
     if v > g:
         g = v
     return g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tr(high: np.ndarray, low: np.ndarray, close: np.ndarray, t: int) -> float:
+    return _tr_at(high[t], low[t], close[t - 1])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -662,7 +739,7 @@ def trange_nb(
     """True range: TA-Lib TRANGE = max(h - l, |h - prev close|, |l - prev close|), lookback 1."""
     n = close.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run4(high, low, close, close, i)
         res[i : min(s + 1, n)] = np.nan
@@ -700,26 +777,31 @@ def _atr_run(
     out[f] = prev
     ip = 1.0 / p
     a = (p - 1) * ip
+    a2 = a * a
     hh = high[f + 1 : e]
     ll = low[f + 1 : e]
     cc = close[f + 1 : e]
     pc = close[f:e]
     o = out[f + 1 : e]
-    for j in range(hh.shape[0]):
-        h = hh[j]
-        lo = ll[j]
-        if np.isnan(h + lo + cc[j]):
+    m = hh.shape[0]
+    j = 0
+    # Two bars per step: atr[j+1] = a^2 atr[j-1] + (a u[j] + u[j+1]) with u = tr / p, so the
+    # loop-carried chain is one multiply-add per two bars instead of one per bar.
+    while j + 1 < m:
+        if np.isnan(hh[j] + ll[j] + cc[j] + hh[j + 1] + ll[j + 1] + cc[j + 1]):
+            break
+        u0 = _tr_at(hh[j], ll[j], pc[j]) * ip
+        u1 = _tr_at(hh[j + 1], ll[j + 1], pc[j + 1]) * ip
+        o[j] = prev * a + u0
+        prev = prev * a2 + (u0 * a + u1)
+        o[j + 1] = prev
+        j += 2
+    while j < m:  # the last bar, or bar by bar up to the NaN that stopped the pairs
+        if np.isnan(hh[j] + ll[j] + cc[j]):
             return f + 1 + j
-        c0 = pc[j]
-        g = h - lo
-        v = abs(c0 - h)
-        if v > g:
-            g = v
-        v = abs(c0 - lo)
-        if v > g:
-            g = v
-        prev = prev * a + g * ip
+        prev = prev * a + _tr_at(hh[j], ll[j], pc[j]) * ip
         o[j] = prev
+        j += 1
     return e
 
 
@@ -736,7 +818,7 @@ def atr_nb(
     lookback p (period 1 is TRANGE)."""
     n = close.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(high[i] + low[i] + close[i]):
             res[i] = np.nan
@@ -772,7 +854,7 @@ def obv_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None)
     an up close and subtracts it on a down close; lookback 0. Restarts after a NaN gap."""
     n = close.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(close[i] + volume[i]):
             res[i] = np.nan
@@ -799,7 +881,7 @@ def ttm_trend_nb(
     for t in range(n):
         hl2[t] = (high[t] + low[t]) / 2.0
     avg = np.empty(n, dtype=np.float64)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run4(high, low, close, close, i)
         res[i : min(s + period, e)] = np.nan

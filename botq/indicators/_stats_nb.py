@@ -4,9 +4,9 @@ Conventions shared with ``_classic_nb``: float64 in, float64 out, warm-up is NaN
 NaN-free run of bars is computed as its own series (a window never spans a NaN, so a gap
 costs one warm-up). Means, variances, skewness, kurtosis and autocorrelation use O(1)
 updates of sums about a centre near the window mean, re-summed exactly (two-pass) whenever a
-rounding-error bound says so (moments and autocorrelation also once per window); a window of
-equal values is exactly flat.
-Percentile rank, regimes, Hurst and half-life are O(period) per bar, computed exactly.
+rounding-error bound says so (skewness and kurtosis also once per window, autocorrelation
+every 8 windows); a window of equal values is exactly flat.
+Percentile rank, regimes and half-life are O(period) per bar, Hurst O(2 period), exactly.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from numba import njit
 
 from botq.indicators._classic_nb import (
     _TOL,
+    _ZSCORE,
     _alloc,
-    _mean_m2_run,
+    _mean_m2,
     _nan_like,
     _rolling_mean_run,
     _run1,
@@ -48,7 +49,7 @@ def rolling_mean_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -
     """Rolling mean (same definition as TA-Lib SMA; name used for non-price series)."""
     n = x.shape[0]
     res = _alloc(out, n)
-    i = 0
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         res[i:s] = np.nan
@@ -71,18 +72,27 @@ def zscore_from_nb(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def zscore_nb(x: np.ndarray, period: int) -> np.ndarray:
+def zscore_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling z-score: (x - SMA_p) / STDDEV_p with the population std (pandas:
-    (x - x.rolling(p).mean()) / x.rolling(p).std(ddof=0)); NaN when the window is flat."""
-    mean = _nan_like(x)
-    std = _nan_like(x)
-    i = 0
-    n = x.shape[0]
-    while i < n:
-        s, e = _run1(x, i)
-        _mean_m2_run(x, s, e, period, 0, True, True, mean, std)
-        i = e
-    return zscore_from_nb(x, mean, std)
+    (x - x.rolling(p).mean()) / x.rolling(p).std(ddof=0)); NaN when the window is flat.
+    One pass: mean, std and z-score of each window come from the same sums."""
+    res = _alloc(out, x.shape[0])
+    none = np.empty(0, dtype=np.float64)
+    _mean_m2(x, period, 0, _ZSCORE, 1.0, res, none, none)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _count_below(x: np.ndarray, lo: int, hi: int, v: float) -> tuple[int, int]:
+    """How many of x[lo:hi] are < v and == v, counted without branches (so LLVM vectorises the
+    loop; a branch per value would mispredict on half of random data)."""
+    less = 0
+    equal = 0
+    w = x[lo:hi]
+    for j in range(w.shape[0]):
+        less += w[j] < v
+        equal += w[j] == v
+    return less, equal
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -95,58 +105,62 @@ def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
     while i < n:
         s, e = _run1(x, i)
         for t in range(s + period - 1, e):
-            v = x[t]
-            less = 0
-            equal = 0
-            for j in range(t - period + 1, t + 1):
-                if x[j] < v:
-                    less += 1
-                elif x[j] == v:
-                    equal += 1
+            less, equal = _count_below(x, t - period + 1, t + 1, x[t])
             out[t] = 100.0 * (less + (equal + 1) / 2.0) / period
         i = e
     return out
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def parkinson_nb(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
+def parkinson_nb(
+    high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
     last `period` bars (not annualised)."""
     n = high.shape[0]
-    v = _nan_like(high)
+    v = np.empty(n, dtype=np.float64)
     for t in range(n):
-        if high[t] > 0.0 and low[t] > 0.0:
-            r = math.log(high[t] / low[t])
-            v[t] = r * r
-    m = rolling_mean_nb(v, period)
-    out = _nan_like(high)
-    for t in range(n):
-        if m[t] >= 0.0:
-            out[t] = math.sqrt(m[t] / (4.0 * _LN2))
+        h = high[t]
+        lo = low[t]
+        r = math.log(h / lo) if h > 0.0 and lo > 0.0 else np.nan
+        v[t] = r * r
+    return _sqrt_mean(v, period, 1.0 / (4.0 * _LN2), _alloc(out, n))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sqrt_mean(v: np.ndarray, period: int, scale: float, out: np.ndarray) -> np.ndarray:
+    """out = sqrt(scale * rolling mean of v), NaN where that mean is NaN or negative; the
+    square roots are taken in a separate loop, which LLVM vectorises."""
+    rolling_mean_nb(v, period, out)
+    for t in range(out.shape[0]):
+        m = out[t] * scale
+        out[t] = math.sqrt(m) if m >= 0.0 else np.nan
     return out
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def garman_klass_nb(
-    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    period: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Garman-Klass (1980) volatility per bar: sqrt(mean(0.5 ln(h/l)^2 - (2 ln 2 - 1)
     ln(c/o)^2)) over the last `period` bars (not annualised); NaN if the mean is negative
     (only possible with inconsistent OHLC)."""
     n = close.shape[0]
-    v = _nan_like(close)
+    v = np.empty(n, dtype=np.float64)
     c2 = 2.0 * _LN2 - 1.0
     for t in range(n):
         if open_[t] > 0.0 and high[t] > 0.0 and low[t] > 0.0 and close[t] > 0.0:
             hl = math.log(high[t] / low[t])
             co = math.log(close[t] / open_[t])
             v[t] = 0.5 * hl * hl - c2 * co * co
-    m = rolling_mean_nb(v, period)
-    out = _nan_like(close)
-    for t in range(n):
-        if m[t] >= 0.0:
-            out[t] = math.sqrt(m[t])
-    return out
+        else:
+            v[t] = np.nan
+    return _sqrt_mean(v, period, 1.0, _alloc(out, n))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -181,30 +195,115 @@ def yang_zhang_nb(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rescaled_range(r: np.ndarray, lo: int, hi: int) -> float:
+def _rescaled_range(r: np.ndarray, cs: np.ndarray, lo: int, hi: int) -> float:
     """R/S of r[lo:hi]: range of cumulative deviations from the mean over the population std;
-    NaN when the chunk is flat."""
+    NaN when the chunk is flat (std exactly 0).
+
+    cs is the running sum of the run (cs[k + 1] - cs[lo] = r[lo] + ... + r[k]), so the mean
+    and every cumulative deviation come without a dependency chain and one pass suffices;
+    sums and extremes use two accumulators each for the same reason.
+    """
     m = hi - lo
-    mu = 0.0
-    for j in range(lo, hi):
-        mu += r[j]
-    mu /= m
-    cum = 0.0
+    base = cs[lo]
+    mu = (cs[hi] - base) / m
     cmax = 0.0
     cmin = 0.0
-    ss = 0.0
-    for j in range(lo, hi):
-        d = r[j] - mu
-        ss += d * d
-        cum += d
-        if cum > cmax:
-            cmax = cum
-        if cum < cmin:
-            cmin = cum
-    sd = math.sqrt(ss / m)
-    if sd == 0.0:
+    s0 = 0.0
+    s1 = 0.0
+    cmax1 = 0.0
+    cmin1 = 0.0
+    rv = r[lo:hi]
+    cv = cs[lo + 1 : hi + 1]
+    f = 0.0  # (k + 1 - lo) as a float, counted rather than converted
+    k = 0
+    while k + 2 <= m:
+        d0 = rv[k] - mu
+        d1 = rv[k + 1] - mu
+        s0 += d0 * d0
+        s1 += d1 * d1
+        y0 = (cv[k] - base) - (f + 1.0) * mu
+        y1 = (cv[k + 1] - base) - (f + 2.0) * mu
+        f += 2.0
+        cmax = max(cmax, y0)
+        cmin = min(cmin, y0)
+        cmax1 = max(cmax1, y1)
+        cmin1 = min(cmin1, y1)
+        k += 2
+    if k < m:
+        d0 = rv[k] - mu
+        s0 += d0 * d0
+        y0 = (cv[k] - base) - (f + 1.0) * mu
+        cmax = max(cmax, y0)
+        cmin = min(cmin, y0)
+    cmax = max(cmax, cmax1)
+    cmin = min(cmin, cmin1)
+    ss = s0 + s1
+    if ss == 0.0:
         return np.nan
-    return (cmax - cmin) / sd
+    return (cmax - cmin) / math.sqrt(ss / m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _hurst_run(
+    r: np.ndarray, s: int, e: int, period: int, nscales: int, cs: np.ndarray, out: np.ndarray
+) -> None:
+    """hurst_nb along the NaN-free run [s, e).
+
+    The chunk of m values ending at bar h is the same for every window that uses it, so its
+    R/S is computed once, when h is reached, and kept in a ring (rs[a, h % period]) until the
+    last window that needs it (period // m * m bars later) has passed.
+    """
+    cs[0] = 0.0
+    for k in range(s, e):
+        cs[k - s + 1] = cs[k - s] + r[k]
+    rs = np.empty((nscales, period), dtype=np.float64)
+    lx = np.empty(nscales, dtype=np.float64)
+    ly = np.empty(nscales, dtype=np.float64)
+    m = period
+    for a in range(nscales):
+        lx[a] = math.log(m)
+        m //= 2
+    mx = 0.0
+    for a in range(nscales):
+        mx += lx[a]
+    mx /= nscales
+    sxx = 0.0
+    for a in range(nscales):
+        sxx += (lx[a] - mx) * (lx[a] - mx)
+    rv = r[s:e]
+    for t in range(e - s):
+        m = period
+        for a in range(nscales):
+            if t + 1 >= m:
+                rs[a, (t + 1) % period] = _rescaled_range(rv, cs, t + 1 - m, t + 1)
+            m //= 2
+        if t < period - 1:
+            continue
+        m = period
+        ok = True
+        for a in range(nscales):
+            tot = 0.0
+            cnt = 0
+            for c in range(period // m):
+                v = rs[a, (t + 1 - c * m) % period]
+                if not np.isnan(v):
+                    tot += v
+                    cnt += 1
+            if cnt == 0 or tot <= 0.0:
+                ok = False
+                break
+            ly[a] = math.log(tot / cnt)
+            m //= 2
+        if not ok:
+            continue
+        my = 0.0
+        for a in range(nscales):
+            my += ly[a]
+        my /= nscales
+        sxy = 0.0
+        for a in range(nscales):
+            sxy += (lx[a] - mx) * (ly[a] - my)
+        out[s + t] = sxy / sxx
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -217,6 +316,8 @@ def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
     skipped); H = OLS slope of ln(mean R/S) on ln(m). Needs period >= 16 (two scales; the
     registry asks for >= 32, three scales).
     Small-sample R/S is biased upward: i.i.d. noise reads about 0.55-0.6 at period 200.
+    Each chunk's R/S is computed once and shared by every window containing it (see
+    _hurst_run): O(period + period/2 + ...) ~ 2 * period per bar instead of O(period * scales).
     """
     out = _nan_like(r)
     if period < 16:
@@ -226,46 +327,13 @@ def hurst_nb(r: np.ndarray, period: int) -> np.ndarray:
     while m >= 8:
         nscales += 1
         m //= 2
-    lx = np.empty(nscales, dtype=np.float64)
-    ly = np.empty(nscales, dtype=np.float64)
-    i = 0
     n = r.shape[0]
+    cs = np.empty(n + 1, dtype=np.float64)
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(r, i)
-        for t in range(s + period - 1, e):
-            m = period
-            ok = True
-            for a in range(nscales):
-                q = period // m
-                tot = 0.0
-                cnt = 0
-                for c in range(q):
-                    hi = t + 1 - c * m
-                    v = _rescaled_range(r, hi - m, hi)
-                    if not np.isnan(v):
-                        tot += v
-                        cnt += 1
-                if cnt == 0 or tot <= 0.0:
-                    ok = False
-                    break
-                lx[a] = math.log(m)
-                ly[a] = math.log(tot / cnt)
-                m //= 2
-            if not ok:
-                continue
-            mx = 0.0
-            my = 0.0
-            for a in range(nscales):
-                mx += lx[a]
-                my += ly[a]
-            mx /= nscales
-            my /= nscales
-            sxy = 0.0
-            sxx = 0.0
-            for a in range(nscales):
-                sxy += (lx[a] - mx) * (ly[a] - my)
-                sxx += (lx[a] - mx) * (lx[a] - mx)
-            out[t] = sxy / sxx
+        if e - s >= period:
+            _hurst_run(r, s, e, period, nscales, cs, out)
         i = e
     return out
 
@@ -313,14 +381,7 @@ def tercile_regime_nb(v: np.ndarray, period: int) -> np.ndarray:
     while i < n:
         s, e = _run1(v, i)
         for t in range(s + period - 1, e):
-            cur = v[t]
-            less = 0
-            equal = 0
-            for j in range(t - period + 1, t + 1):
-                if v[j] < cur:
-                    less += 1
-                elif v[j] == cur:
-                    equal += 1
+            less, equal = _count_below(v, t - period + 1, t + 1, v[t])
             # rank / p = (2 less + equal + 1) / (2 p), compared in integers
             r3 = 3 * (2 * less + equal + 1)
             if r3 <= 2 * period:
@@ -522,9 +583,10 @@ def _side(x: np.ndarray, lo: int, hi: int) -> tuple[float, float]:
 def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
     """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
 
-    O(1) per bar with co-moment sums about a common centre c, re-summed exactly every w bars
-    and whenever either variance's rounding bound could exceed 1e-7 of it; NaN when either side
-    is flat (exactly, after a re-sum).
+    O(1) per bar with co-moment sums about a common centre c, re-summed exactly whenever either
+    variance's rounding bound could exceed 1e-7 of it (|cov| <= sqrt(va vb), so that bound also
+    holds the correlation to ~2e-9) and every 8 windows, which only re-centres c on a drifting
+    series; NaN when either side is flat (exactly, after a re-sum).
     """
     first = s + w + lag - 1
     if first >= e:
@@ -554,7 +616,7 @@ def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarr
             since += 1
             va = saa - sa * sa * iw
             vb = sbb - sb * sb * iw
-            exact = since >= w or va < _TOL * err or vb < _TOL * err
+            exact = since >= 8 * w or va < _TOL * err or vb < _TOL * err
         if exact:
             lo = t - w + 1
             ma, va_ex = _side(x, lo, t + 1)

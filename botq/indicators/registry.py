@@ -1,10 +1,10 @@
 """Indicator names ("rsi_14", "bb_upper_20_2.5", ...) to numbers, computed by the numba kernels.
 
 ``compute(candles, names, timeframe=None)`` parses every name, builds a small graph of kernel
-calls in which shared intermediates appear once (``bb_mid``, ``sma_20`` and ``zscore_20``
-share one SMA; ``ema_26`` is served by the slow EMA that the fused MACD pass of ``macd_hist``
-computes anyway), runs independent kernels in parallel threads (the kernels release the GIL)
-and returns a DataFrame aligned to the candles.
+calls in which shared intermediates appear once (``sma_20`` and ``bb_mid`` are served by
+the middle line that the fused Bollinger pass of ``bb_upper`` computes anyway, ``ema_26`` by
+the slow EMA of the fused MACD pass of ``macd_hist``), runs independent kernels in parallel
+threads (the kernels release the GIL) and returns a DataFrame aligned to the candles.
 
 Name grammar: ``<base>`` or ``<base>_<p1>[_<p2>...]``; ``available()`` lists every family
 with parameters, defaults and allowed ranges. Classic (TA-Lib-defined) indicators take periods
@@ -135,7 +135,8 @@ def _macd(f: int, s: int, g: int) -> Key:
 
 
 def _bb(p: int, w: float) -> Key:
-    return _node("bands", (_sma(CLOSE, p), _rstd(CLOSE, p)), float(w))
+    # one fused pass; outputs (upper, lower, middle), the middle also serves sma_<p> / bb_mid
+    return _node("bands", (CLOSE,), p, float(w))
 
 
 def _stochrsi(p: int, k: int, d: int) -> Key:
@@ -252,8 +253,7 @@ _SPEC_LIST: list[tuple[str, _Spec]] = [
                    lambda v: (_rstd(CLOSE, v[0]), None))),
     ("zscore", _spec("zscore_<period>", "zscore_20", _S, (_period(2, 1000),), ("close",),
                      "(close - SMA) / population std",
-                     lambda v: (_node("zscore", (CLOSE, _sma(CLOSE, v[0]), _rstd(CLOSE, v[0]))),
-                                None))),
+                     lambda v: (_node("zscore", (CLOSE,), v[0]), None))),
     ("prank", _spec("prank_<period>", "prank_50", _S, (_period(2, 1000),), ("close",),
                     "percentile rank of close in its window, 0-100",
                     lambda v: (_node("prank", (CLOSE,), v[0]), None))),
@@ -282,7 +282,7 @@ _SPEC_LIST: list[tuple[str, _Spec]] = [
     ("vwap_dev", _spec("vwap_dev_<period>", "vwap_dev_20", _S, (_period(2, 1000),),
                        ("high", "low", "close", "volume", "time"),
                        "(close - VWAP) / population std of close over the period",
-                       lambda v: (_node("zscore", (CLOSE, _vwap(), _rstd(CLOSE, v[0]))), None))),
+                       lambda v: (_node("zfrom", (CLOSE, _vwap(), _rstd(CLOSE, v[0]))), None))),
     ("skew", _spec("skew_<period>", "skew_60", _S, (_period(3, 1000),), ("close",),
                    "sample skewness of log returns (pandas/scipy bias-corrected)",
                    lambda v: (_node("skew", (_logret(),), v[0]), None))),
@@ -299,26 +299,33 @@ _SPECS: dict[str, _Spec] = dict(_SPEC_LIST)
 _BASES_LONGEST_FIRST = sorted(_SPECS, key=len, reverse=True)
 
 
+def _upper_lower_mid(bands: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[Any, ...]:
+    up, mid, lo = bands
+    return up, lo, mid
+
+
 # kind -> function(alloc, *dependency arrays, *params); alloc(i) gives the array that output
 # i is written to (a row of the result block when the output is requested, else a new NumPy
-# array: NumPy allocates on huge pages, numba's allocator would page-fault every 4 KiB).
+# array: NumPy allocates on huge pages, numba's allocator would page-fault every 4 KiB);
+# alloc(i, True) gives an empty array instead, which tells the kernel to skip that output.
 # Looked up at call time, so tests may wrap entries.
 _EVAL: dict[str, Callable[..., Any]] = {
     "sma": lambda o, x, p: K.sma_nb(x, p, o(0)),
     "ema": lambda o, x, p: K.ema_nb(x, p, o(0)),
     "rsi": lambda o, x, p: K.rsi_nb(x, p, o(0)),
-    "macd": lambda o, x, f, s, g: K.macd_slow_nb(x, f, s, g, o(0), o(1), o(2), o(3)),
+    "macd": lambda o, x, f, s, g: K.macd_slow_nb(x, f, s, g, o(0), o(1), o(2), o(3, True)),
     "rstd": lambda o, x, p: K.rolling_std_nb(x, p, o(0)),
-    "bands": lambda o, mid, std, w: K.bands_nb(mid, std, w, o(0), o(1)),
+    "bands": lambda o, x, p, w: _upper_lower_mid(K.bbands_nb(x, p, w, o(0), o(2, True), o(1))),
     "stochf": lambda o, x, k, d: K.stochf_nb(x, k, d, o(0), o(1)),
     "roc": lambda o, x, p: K.roc_nb(x, p, o(0)),
     "atr": lambda o, h, lo, c, p: K.atr_nb(h, lo, c, p, o(0)),
     "obv": lambda o, c, v: K.obv_nb(c, v, o(0)),
     "ttm": lambda o, h, lo, c, p: K.ttm_trend_nb(h, lo, c, p, o(0)),
-    "zscore": lambda o, x, m, s: K.zscore_from_nb(x, m, s, o(0)),
+    "zscore": lambda o, x, p: K.zscore_nb(x, p, o(0)),
+    "zfrom": lambda o, x, m, s: K.zscore_from_nb(x, m, s, o(0)),
     "prank": lambda o, x, p: K.percentile_rank_nb(x, p),
-    "parkinson": lambda o, h, lo, p: K.parkinson_nb(h, lo, p),
-    "gk": lambda o, op, h, lo, c, p: K.garman_klass_nb(op, h, lo, c, p),
+    "parkinson": lambda o, h, lo, p: K.parkinson_nb(h, lo, p, o(0)),
+    "gk": lambda o, op, h, lo, c, p: K.garman_klass_nb(op, h, lo, c, p, o(0)),
     "yz": lambda o, op, h, lo, c, p: K.yang_zhang_nb(op, h, lo, c, p),
     "logret": lambda o, x: K.log_returns_nb(x, o(0)),
     "hurst": lambda o, r, p: K.hurst_nb(r, p),
@@ -574,14 +581,21 @@ def _collect(keys: list[Key]) -> list[Key]:
     return order
 
 
-def _run_node(key: Key, deps: dict[Key, Any], dest: dict[int | None, np.ndarray]) -> Any:
+# Per node, the outputs that were asked for: the array to write each into, or None for a new one.
+Dests = dict[Key, dict[int | None, np.ndarray | None]]
+
+
+def _run_node(key: Key, deps: dict[Key, Any], dest: dict[int | None, np.ndarray | None]) -> Any:
     kind, dep_keys, params = key
     arrays = [deps[d] for d in dep_keys]
     n = arrays[0].shape[0]
 
-    def alloc(i: int) -> np.ndarray:
+    def alloc(i: int, optional: bool = False) -> np.ndarray:
         d = dest.get(i)
-        return d if d is not None else np.empty(n, dtype=np.float64)
+        if d is not None:
+            return d
+        skip = optional and i not in dest
+        return np.empty(0 if skip else n, dtype=np.float64)
 
     return _EVAL[kind](alloc, *arrays, *params)
 
@@ -591,7 +605,7 @@ def _evaluate(
     base: dict[Key, Any],
     n: int,
     workers: int | None,
-    dests: dict[Key, dict[int | None, np.ndarray]],
+    dests: Dests,
 ) -> dict[Key, Any]:
     """Evaluate every node once; independent nodes run concurrently in a thread pool."""
     results = dict(base)
@@ -616,13 +630,18 @@ def _evaluate(
     return results
 
 
-def _share_macd_slow_ema(parsed: list[Parsed]) -> list[Parsed]:
-    """Serve ema_<p> from a requested MACD with slow period p (its pass computes that EMA)."""
+def _share_fused_outputs(parsed: list[Parsed]) -> list[Parsed]:
+    """Serve ema_<p> from a requested MACD with slow period p, and sma_<p> / bb_mid_<p> from
+    requested Bollinger bands of period p: their fused passes compute those anyway."""
     slow = {p.key[2][1]: p.key for p in parsed if p.key[0] == "macd"}
+    bands = {p.key[2][0]: p.key for p in parsed if p.key[0] == "bands"}
     out = []
     for p in parsed:
-        if p.key[0] == "ema" and p.key[1] == (CLOSE,) and p.key[2][0] in slow:
-            p = replace(p, key=slow[p.key[2][0]], output=3)
+        if p.key[1] == (CLOSE,) and p.output is None:
+            if p.key[0] == "ema" and p.key[2][0] in slow:
+                p = replace(p, key=slow[p.key[2][0]], output=3)
+            elif p.key[0] == "sma" and p.key[2][0] in bands:
+                p = replace(p, key=bands[p.key[2][0]], output=2)
         out.append(p)
     return out
 
@@ -702,7 +721,7 @@ def compute(
         )
     if problems:
         raise StrategyError(problems)
-    parsed = _share_macd_slow_ema(parsed)
+    parsed = _share_fused_outputs(parsed)
     t = cols.get("time")
     if t is not None and n > 1 and not bool(np.all(t[1:] > t[:-1])):
         raise MarketDataError("candles must be sorted by time with no duplicate times")
@@ -722,13 +741,14 @@ def compute(
     # requested outputs are written straight into the rows of one block, which becomes the
     # DataFrame without a copy (pandas would otherwise consolidate the columns: 16 ms at 1M)
     block = np.empty((len(parsed), n), dtype=np.float64)
-    dests: dict[Key, dict[int | None, np.ndarray]] = {}
+    dests: Dests = {}
     owner: dict[tuple[Key, int | None], int] = {}
-    if closed is None:
-        for j, p in enumerate(parsed):
-            if (p.key, p.output) not in owner and p.key[0] != "col":
-                owner[(p.key, p.output)] = j
-                dests.setdefault(p.key, {})[p.output if p.output is not None else 0] = block[j]
+    for j, p in enumerate(parsed):
+        if (p.key, p.output) not in owner and p.key[0] != "col":
+            owner[(p.key, p.output)] = j
+            # on a higher timeframe the outputs are mapped back into the block afterwards
+            row = block[j] if closed is None else None
+            dests.setdefault(p.key, {})[p.output if p.output is not None else 0] = row
     results = _evaluate([p.key for p in parsed], base, m, workers, dests)
     for j, p in enumerate(parsed):
         arr = results[p.key] if p.output is None else results[p.key][p.output]

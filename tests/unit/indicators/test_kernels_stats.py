@@ -199,6 +199,33 @@ def test_hurst_matches_reference_on_windows() -> None:
             assert out[t] == pytest.approx(hurst_reference(r[t - p + 1 : t + 1], p), rel=1e-10)
 
 
+def test_hurst_shared_chunks_match_reference_at_every_bar() -> None:
+    """Chunk R/S values are computed once and reused by later windows (a ring per scale):
+    every window, across a NaN gap, a stretch of zero returns (flat chunks skipped, windows of
+    only flat chunks NaN) and a spike, must equal the reference."""
+    r = np.random.default_rng(19).normal(0, 1e-3, 1400)
+    r[400:405] = np.nan
+    r[700:900] = 0.0
+    r[1000] = 0.3
+    for p in (32, 100):
+        out = K.hurst_nb(r, p)
+        for t in range(r.shape[0]):
+            w = r[max(0, t - p + 1) : t + 1]
+            if w.shape[0] < p or np.isnan(w).any():
+                assert np.isnan(out[t])
+                continue
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    ref = hurst_reference(w, p)
+                except (ValueError, np.linalg.LinAlgError):  # a scale with only flat chunks
+                    ref = np.nan
+            if np.isnan(ref):
+                assert np.isnan(out[t])
+            else:
+                assert out[t] == pytest.approx(ref, rel=1e-10)
+
+
 def _ar1(phi: float, n: int, seed: int) -> np.ndarray:
     e = np.random.default_rng(seed).normal(0.0, 1.0, n)
     x = np.empty(n)

@@ -300,3 +300,42 @@ def test_macd_fast_ema_is_seeded_at_the_slow_start(rw: dict) -> None:
     line2, _, _, slow = K.macd_slow_nb(x, 12, 26, 9)
     np.testing.assert_array_equal(slow, K.ema_nb(x, 26))
     np.testing.assert_allclose(line2[33:], (mine - slow)[33:], rtol=1e-12, atol=1e-9)
+
+
+def test_skipped_optional_outputs_leave_the_others_unchanged(rw: dict) -> None:
+    """An empty out_slow / out_middle skips that output of the fused MACD / Bollinger pass."""
+    x = rw["close"].copy()
+    x[500:503] = np.nan
+    none = np.empty(0)
+    full = K.macd_slow_nb(x, 12, 26, 9)
+    part = K.macd_slow_nb(x, 12, 26, 9, None, None, None, none)
+    assert part[3].shape == (0,)
+    for a, b in zip(full[:3], part[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full[3], K.ema_nb(x, 26))
+    up, mid, lo = K.bbands_nb(x, 20, 2.0)
+    up2, mid2, lo2 = K.bbands_nb(x, 20, 2.0, None, none, None)
+    assert mid2.shape == (0,)
+    np.testing.assert_array_equal(up, up2)
+    np.testing.assert_array_equal(lo, lo2)
+
+
+@pytest.mark.parametrize("name", ["atr_14", "atr_2", "sma_20", "stddev_20", "bbands_20_2.0_0"])
+def test_a_nan_at_every_loop_position_stops_the_run_there(name: str) -> None:
+    """The hot loops test for NaN only where it is cheap: ATR two bars at a time, the rolling
+    mean and M2 inside their rounding guard. A NaN at each of several consecutive positions
+    (both halves of an ATR pair, the first bars after the seed) must end the run exactly there
+    and restart after it like TA-Lib on the next segment."""
+    mine_fn, ref_fn, signed = CASES[name]
+    for k in range(10, 30):
+        d = walk(300, seed=30 + k)
+        d["close"][100 + k] = np.nan
+        if k % 3 == 0:
+            d["high"][200 + k] = np.nan
+        valid = np.ones(300, dtype=bool)
+        for c in _inputs(name):
+            valid &= ~np.isnan(d[c])
+        expected = np.full(300, np.nan)
+        for a, b in _segments(np.where(valid, 0.0, np.nan)):
+            expected[a:b] = ref_fn({c: v[a:b].copy() for c, v in d.items()})
+        assert_match(mine_fn(d), expected, signed=bool(signed))

@@ -316,7 +316,9 @@ def test_shared_intermediates_are_computed_once(
     assert len(calls) == len(set(calls))  # nothing computed twice
     # ema_26 is the slow EMA of the one fused MACD pass: no separate EMA kernel runs
     assert kinds.count("macd") == 1 and kinds.count("ema") == 0
-    assert kinds.count("sma") == 1 and kinds.count("rstd") == 1 and kinds.count("bands") == 1
+    # sma_20 and bb_mid are the middle line of the one fused Bollinger pass
+    assert kinds.count("sma") == 0 and kinds.count("bands") == 1
+    assert kinds.count("rstd") == 1 and kinds.count("zscore") == 1
     assert kinds.count("rsi") == 1 and kinds.count("stochf") == 1
     assert kinds.count("logret") == 1
 
@@ -327,6 +329,18 @@ def test_ema_served_by_macd_is_the_same_ema(df: pd.DataFrame) -> None:
     np.testing.assert_array_equal(out["ema_26"], K.ema_nb(x, 26))
     np.testing.assert_array_equal(out["ema_12"], K.ema_nb(x, 12))  # not MACD's late-seeded one
     np.testing.assert_array_equal(out["macd_hist"], K.macd_nb(x, 12, 26, 9)[2])
+
+
+def test_outputs_served_by_fused_passes_on_a_higher_timeframe(df: pd.DataFrame) -> None:
+    """Regression: on a higher timeframe requested outputs are mapped back after the kernels
+    ran, so an optional output (MACD's slow EMA, the Bollinger middle line) must still be
+    computed there, not skipped as unwanted."""
+    for tf in (None, "5m"):
+        fused = compute(df, ["macd_hist", "ema_26", "bb_upper", "sma_20", "bb_mid"], timeframe=tf)
+        alone = compute(df, ["ema_26", "sma_20"], timeframe=tf)
+        np.testing.assert_array_equal(fused["ema_26"], alone["ema_26"])
+        np.testing.assert_allclose(fused["sma_20"], alone["sma_20"], rtol=1e-12)
+        np.testing.assert_array_equal(fused["bb_mid"], fused["sma_20"])
 
 
 def test_parallel_equals_serial_and_shares_too(
