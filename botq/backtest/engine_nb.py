@@ -19,6 +19,8 @@ sharing one indicator matrix; it releases the GIL so threads can run ranges side
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -125,6 +127,13 @@ _EPS = 1e-12
 _DUST = 1e-9
 
 
+# numba's `_nrt` option (missing from its type stubs) turned off for the two helpers the walk
+# calls per event: they allocate nothing and only touch arrays their caller owns, and with it
+# every call pays atomic reference counts on each array argument (~2 ms per million candles
+# of a crossover backtest, measured)
+_NO_NRT: dict[str, Any] = {"_nrt": False}
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _record_nb(recs, k, tick, action, position, reason, price, qty, quote, fee, cash, value, pnl):
     """Write one trade record if there is room; always return the next record number."""
@@ -192,10 +201,7 @@ def _buy_size_nb(kind, amount, cash, px, fee):
     return amount * px * (1.0 + fee), amount
 
 
-# _nrt=False on the two helpers the walk calls per event: they allocate nothing and only touch
-# arrays their caller owns, and without it every call pays atomic reference counts on each
-# array argument (~2 ms per million candles of a crossover backtest, measured)
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, **_NO_NRT)
 def _execute_nb(
     a,
     s,
@@ -385,7 +391,7 @@ def _fold_nb(e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq):
     return e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, **_NO_NRT)
 def _held_span_nb(
     close, lo, hi, cash, hold, equity, keep_equity, last_px,
     prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq,
