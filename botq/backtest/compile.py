@@ -67,6 +67,7 @@ class ColumnCache:
         self._store: np.ndarray | None = None
         self._view: np.ndarray | None = None  # the store, read-only, as the engine sees it
         self._slots: dict[Key, int] = {}
+        self._next = 0  # first row not yet given out
         self._users = 0  # compiles whose matrix is the store
         self._full = False  # a compile found no room: start afresh once no compile uses it
         self.lock = threading.Lock()  # worker threads may compile against one Market
@@ -83,6 +84,7 @@ class ColumnCache:
         """The store row holding `key`, or None (call with `lock` held)."""
         if self._full and not self._users:
             self._slots.clear()  # the working set outgrew the store: start afresh
+            self._next = 0
             self._full = False
         return self._slots.get(key)
 
@@ -91,23 +93,31 @@ class ColumnCache:
         assert self._store is not None
         return self._store[slot]
 
-    def place(self, rows: dict[Key, np.ndarray], n: int) -> bool:
-        """Copy new rows into the store (call with `lock` held); False if they do not fit."""
+    def reserve(self, count: int, n: int) -> tuple[int, np.ndarray] | None:
+        """`count` consecutive free rows to compute columns into, as (first row, block), or
+        None if they do not fit (call with `lock` held; then `commit` or `cancel`)."""
         if self._store is None:
             capacity = self.max_bytes // (8 * n) if n else 0
             if capacity == 0:
-                return False
+                return None
             self._store = np.empty((capacity, n))  # pages are only taken as rows are written
             self._view = self._store.view()
             self._view.flags.writeable = False
-        if len(self._slots) + len(rows) > self._store.shape[0]:
+        first = self._next
+        if first + count > self._store.shape[0]:
             self._full = True
-            return False
-        for key, row in rows.items():
-            j = len(self._slots)
-            self._store[j] = row
-            self._slots[key] = j
-        return True
+            return None
+        self._next = first + count
+        return first, self._store[first : first + count]
+
+    def commit(self, first: int, keys: Sequence[Key]) -> None:
+        """The reserved rows from `first` on now hold `keys`, in order."""
+        for i, key in enumerate(keys):
+            self._slots[key] = first + i
+
+    def cancel(self, first: int) -> None:
+        """Give back the rows reserved from `first` on (nothing was written to keep)."""
+        self._next = first
 
     def use(self) -> np.ndarray:
         """The store as the engine's matrix, until `release()` (call with `lock` held)."""
@@ -241,18 +251,33 @@ class Columns:
         blocks: list[tuple[np.ndarray, list[int]]] = []
         by_tf: dict[str | None, list[str]] = {}
         stored = {} if cache is None else {k: cache.slot(k) for k in self.keys}
+        in_store = cache is not None
         for key in self.keys:
             if stored.get(key) is None and key[0] == "ind":
                 by_tf.setdefault(key[1], []).append(key[2])
         problems: list[Problem] = []
         for tf, names in by_tf.items():
+            # computed straight into the store's rows when they fit
+            spot = cache.reserve(len(names), m.n) if cache is not None and in_store else None
+            in_store = spot is not None
             try:
-                frame = compute(m.candles, names, timeframe=tf)
-            except StrategyError as exc:
+                frame = compute(
+                    m.candles, names, timeframe=tf, out=None if spot is None else spot[1]
+                )
+            except BaseException as exc:
+                if spot is not None and cache is not None:
+                    cache.cancel(spot[0])
+                if not isinstance(exc, StrategyError):
+                    raise
                 problems += self._repath(exc.problems, tf)
                 continue
-            block = np.ascontiguousarray(frame.to_numpy(dtype=np.float64, copy=False).T)
-            idx = [self.keys[("ind", tf, nm)] for nm in frame.columns]
+            keys = [("ind", tf, nm) for nm in frame.columns]
+            if spot is not None and cache is not None:
+                cache.commit(spot[0], keys)
+                block = spot[1]
+            else:
+                block = np.ascontiguousarray(frame.to_numpy(dtype=np.float64, copy=False).T)
+            idx = [self.keys[key] for key in keys]
             blocks.append((block, idx))
             for r, j in zip(block, idx, strict=True):
                 rows[j] = r
@@ -262,20 +287,28 @@ class Columns:
             if j in rows or stored.get(key) is not None:
                 continue
             if key[0] == "boundary":
-                rows[j] = _boundary(m.time, m.step_ns, TIMEFRAMES[key[1]] * NS_PER_MINUTE)
+                row = _boundary(m.time, m.step_ns, TIMEFRAMES[key[1]] * NS_PER_MINUTE)
             elif key[0] == "pct":
-                rows[j] = _pct_change(m.time, m.close, key[1])
-            elif key[0] == "streak":
-                rows[j] = _streak(m, key[1])
+                row = _pct_change(m.time, m.close, key[1])
+            else:
+                row = _streak(m, key[1])
+            spot = cache.reserve(1, m.n) if cache is not None and in_store else None
+            in_store = spot is not None
+            if spot is not None and cache is not None:
+                spot[1][0] = row
+                cache.commit(spot[0], [key])
+                row = spot[1][0]
+            rows[j] = row
         k = len(self.keys)
-        if cache is not None and cache.place(
-            {key: rows[j] for key, j in self.keys.items() if j in rows}, m.n
-        ):
-            self.rows_in_store = np.array(
-                [cache.slot(key) for key in self.keys], dtype=np.int64
-            ).reshape(k)
+        if cache is not None and in_store:
+            self.rows_in_store = np.array([cache.slot(key) for key in self.keys], dtype=np.int64)
             self.matrix = cache.use()
-        elif len(blocks) == 1 and k == len(blocks[0][1]) and blocks[0][1] == list(range(k)):
+        elif (
+            cache is None
+            and len(blocks) == 1
+            and k == len(blocks[0][1])
+            and blocks[0][1] == list(range(k))
+        ):
             self.matrix = blocks[0][0]  # one compute() call made every row: no copy
         else:
             self.matrix = np.empty((k, m.n), dtype=np.float64)

@@ -681,13 +681,17 @@ def compute(
     timeframe: str | None = None,
     *,
     workers: int | None = None,
+    out: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Compute indicators by name; one column per distinct name, aligned to the candles.
 
     candles: a DataFrame with open/high/low/close/volume and a UTC DatetimeIndex, or a
     Candles-like object (attributes open, high, low, close, volume, time). timeframe: compute
     on closed candles of that timeframe (e.g. "1h") and map back without look-ahead (see the
-    module docstring). workers: threads to use (default: all cores; 1 = serial).
+    module docstring). workers: threads to use (default: all cores; 1 = serial). out: a
+    float64 array (distinct names x candles, C-contiguous) to write the columns into instead
+    of new memory, for callers that keep columns in a store of their own; the DataFrame is a
+    view of it.
     Raises StrategyError (codes INVALID_INDICATOR, INVALID_PERIOD, INVALID_PERIOD_RANGE,
     MISSING_INPUT, INVALID_TIMEFRAME) listing every bad name with its fix.
     """
@@ -740,7 +744,15 @@ def compute(
 
     # requested outputs are written straight into the rows of one block, which becomes the
     # DataFrame without a copy (pandas would otherwise consolidate the columns: 16 ms at 1M)
-    block = np.empty((len(parsed), n), dtype=np.float64)
+    if out is None:
+        block = np.empty((len(parsed), n), dtype=np.float64)
+    elif out.shape != (len(parsed), n) or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be a C-contiguous float64 array of shape {(len(parsed), n)} (distinct "
+            f"names x candles), got {out.dtype} {out.shape}"
+        )
+    else:
+        block = out
     dests: Dests = {}
     owner: dict[tuple[Key, int | None], int] = {}
     for j, p in enumerate(parsed):

@@ -116,9 +116,9 @@ def test_a_market_cache_computes_each_column_once_across_compiles(
     asked: list[str] = []
     real = compile_module.compute
 
-    def counting(c: object, names: list[str], timeframe: str | None = None) -> object:
+    def counting(c: object, names: list[str], **kwargs: object) -> object:
         asked.extend(names)
-        return real(c, names, timeframe=timeframe)
+        return real(c, names, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(compile_module, "compute", counting)
     first = grid(TEMPLATE, {"fast": [3, 5], "slow": [20], "stop": [2]})

@@ -493,3 +493,18 @@ def test_nan_candles_do_not_poison_the_rest(df: pd.DataFrame) -> None:
     out = compute(holes, DESIGN_NAMES)
     assert not out.iloc[-1].isna().any()
     assert out.iloc[500:503].drop(columns=["vwap"]).isna().all().all()
+
+
+def test_out_receives_the_columns_and_the_frame_is_a_view_of_it(df: pd.DataFrame) -> None:
+    wanted = ["rsi_14", "ema_20", "bb_upper_20_2.5", "price"]
+    out = np.full((4, len(df)), -1.0)
+    frame = compute(df, wanted, out=out)
+    expected = compute(df, wanted)
+    pd.testing.assert_frame_equal(frame, expected)
+    np.testing.assert_array_equal(out, expected.to_numpy().T)
+    assert np.shares_memory(frame.to_numpy(), out)
+    hourly = np.empty((1, len(df)))
+    compute(df, ["rsi_14"], timeframe="1h", out=hourly)  # mapped back into out as well
+    np.testing.assert_array_equal(hourly[0], compute(df, ["rsi_14"], timeframe="1h")["rsi_14"])
+    with pytest.raises(ValueError, match=r"shape \(4, 2000\)"):
+        compute(df, wanted, out=np.empty((3, len(df))))
