@@ -12,6 +12,7 @@ Trigger semantics are documented in ``botq.backtest.strategy``, metric definitio
 
 from __future__ import annotations
 
+from botq.backtest.compile import Market
 from botq.backtest.enums import TRADE_DTYPE, Reason
 from botq.backtest.run import BacktestResult, run, run_many
 from botq.backtest.strategy import Action, Strategy, Trigger
@@ -22,6 +23,7 @@ __all__ = [
     "TRADE_DTYPE",
     "Action",
     "BacktestResult",
+    "Market",
     "Reason",
     "Strategy",
     "Template",
