@@ -138,6 +138,12 @@ SELECT EXISTS (
 )
 """
 LAST_TS = "SELECT max(ts) FROM botq_candles WHERE pair_id = %(pair_id)s"
+STORED_RANGE = """
+SELECT min(ts), max(ts) FROM botq_candles
+WHERE pair_id = %(pair_id)s
+  AND ts >= coalesce(%(start)s::timestamptz, '-infinity')
+  AND ts < coalesce(%(end)s::timestamptz, 'infinity')
+"""
 COVERAGE = """
 SELECT p.name, min(c.ts), max(c.ts), count(*)
 FROM botq_candles c JOIN botq_pairs p ON p.id = c.pair_id
@@ -427,6 +433,29 @@ def last_candle_ns(db: Database, pair: str) -> int | None:
     if row is None or row[0] is None:
         return None
     return to_utc_ns(row[0])
+
+
+def stored_range(
+    db: Database,
+    pair: str,
+    start: datetime | str | int | None = None,
+    end: datetime | str | int | None = None,
+) -> tuple[int, int] | None:
+    """(first, last) stored 1-minute candle times of `pair` (ns) with start <= time < end, or
+    None if there is none: two index lookups, without loading anything."""
+    with db.connection() as conn:
+        pair_id = pair_id_of(conn, pair, create=False)
+        if pair_id is None:
+            return None
+        params = {
+            "pair_id": pair_id,
+            "start": _as_datetime(to_utc_ns(start)),
+            "end": _as_datetime(to_utc_ns(end)),
+        }
+        row = conn.execute(STORED_RANGE, params).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return to_utc_ns(row[0]), to_utc_ns(row[1])  # type: ignore[return-value]
 
 
 def sync_cursor(db: Database, pair: str) -> tuple[str, str | None] | None:

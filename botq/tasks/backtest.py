@@ -29,6 +29,7 @@ from botq.backtest.compile import Market
 from botq.backtest.storage import json_safe, save_run, save_summaries
 from botq.errors import MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
+from botq.market.store import stored_range
 from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES
 from botq.queue.handlers import Context, handler
 from botq.tasks._payload import choice, optional_time, required_str
@@ -77,8 +78,9 @@ _sweep_lock = threading.Lock()
 _sweep_timer: threading.Timer | None = None
 
 
-def _sweep_key(bulk_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
-    return (bulk_id, s["pair"], s["timeframe"], s["start"], s["end"])
+def _sweep_key(ctx: Context, bulk_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
+    # the database too: task ids repeat across databases one process may serve
+    return (ctx.db.url, bulk_id, s["pair"], s["timeframe"], s["start"], s["end"])
 
 
 def _forget_sweep() -> None:
@@ -109,7 +111,7 @@ def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
     """The chunk's candles as a Market, shared by the chunks of its sweep in this process."""
     if not isinstance(bulk_id, int):
         return Market.of(_candles(ctx, s))
-    key = _sweep_key(bulk_id, s)
+    key = _sweep_key(ctx, bulk_id, s)
     with _sweep_lock:
         market = _sweep_market.get(key)
         if market is not None:
@@ -125,6 +127,11 @@ def _candles(ctx: Context, s: dict[str, Any]) -> Candles:
         candles = None
     if candles is not None and len(candles) >= MIN_CANDLES:
         return candles
+    raise _insufficient(ctx, s)
+
+
+def _insufficient(ctx: Context, s: dict[str, Any]) -> MarketDataError:
+    """The 'insufficient data' error, naming the range that is stored."""
     stored = coverage(ctx.db, s["pair"], gaps=0)
     have = (
         f"stored candles cover {stored[0].first:%Y-%m-%d %H:%M} to {stored[0].last:%Y-%m-%d %H:%M}"
@@ -132,7 +139,7 @@ def _candles(ctx: Context, s: dict[str, Any]) -> Candles:
         if stored
         else "no candles are stored for it"
     )
-    raise MarketDataError(
+    return MarketDataError(
         f"insufficient data for {s['pair']} {s['timeframe']} from {s['start'] or 'the start'} "
         f"to {s['end'] or 'now'}: {have}. Sync them first with a HistorySync task"
     )
@@ -180,13 +187,12 @@ def bulk_backtest(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     variants = _variants(payload)
     s = _settings(payload)
     chunk = int(_number(payload, "chunk_size", DEFAULT_CHUNK, 1, MAX_CHUNK))
-    candles = _candles(ctx, s)  # fail now, not in every child, when the data is missing
-    # every chunk runs on exactly these candles, even if a sync adds newer ones meanwhile
-    pinned = {
-        "start": int(candles.time[0]),
-        "end": int(candles.time[-1]) + TIMEFRAMES[s["timeframe"]] * NS_PER_MINUTE,
-    }
-    _remember(_sweep_key(ctx.task.id, {**s, **pinned}), candles)
+    # every chunk runs on exactly the minutes stored now, even if a sync adds newer ones
+    # meanwhile; found with two index lookups, so the chunks start without waiting for a load
+    span = stored_range(ctx.db, s["pair"], s["start"], s["end"])
+    if span is None or span[0] == span[1]:
+        raise _insufficient(ctx, s)  # fail now, not in every child, when the data is missing
+    pinned = {"start": span[0], "end": span[1] + NS_PER_MINUTE}
     skip = ("strategies", "template", "grid", "start", "end")
     common = {**{k: v for k, v in payload.items() if k not in skip}, **pinned}
     children = [

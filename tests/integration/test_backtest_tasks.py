@@ -87,6 +87,19 @@ def test_bulk_backtest_fans_out_and_ranks(with_candles: Database) -> None:
     assert kept.equity_points_full == 2 * 1440 and kept.trades.empty
 
 
+def test_a_bulk_backtest_without_data_fails_before_any_chunk(with_candles: Database) -> None:
+    db = with_candles
+    payload = {"template": CROSS, "grid": {"fast": [3], "slow": [13]}, "chunk_size": 1}
+    missing = db.queue.enqueue("BulkBacktest", {**payload, "pair": "ETH/USD"})
+    early = db.queue.enqueue("BulkBacktest", {**payload, "pair": "BTC/USD", "end": "2025-06-01"})
+    with botq.Worker(db, schedule=False, poll_interval=0.2):
+        tasks = [db.queue.wait(i, timeout=120) for i in (missing, early)]
+    for t, words in zip(tasks, ["no candles are stored", "stored candles cover"], strict=True):
+        assert t.status == "failed" and "insufficient data" in (t.error or ""), t.error
+        assert words in (t.error or "")
+    assert db.queue.list(type="BacktestChunk") == []
+
+
 def test_cancelling_a_bulk_backtest_stops_its_chunks(with_candles: Database) -> None:
     db = with_candles
     payload = {"template": CROSS, "grid": {"fast": list(range(2, 12)), "slow": [30, 40, 50]},
@@ -118,7 +131,7 @@ def test_a_worker_lets_a_finished_sweeps_columns_go(
         assert with_candles.queue.wait(bulk, timeout=120).status == "completed"
     (market,) = tasks._sweep_market.values()  # kept for the sweep's next chunk
     assert market.cache is not None and len(market.cache) == 4  # ema_3, ema_5, ema_13, ema_21
-    assert next(iter(tasks._sweep_market))[0] == bulk
+    assert next(iter(tasks._sweep_market))[:2] == (with_candles.url, bulk)
     deadline = time.monotonic() + 10
     while tasks._sweep_market and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -110,6 +110,21 @@ def test_coverage_reports_gaps(db: Database) -> None:
     assert (eth.count, eth.missing_minutes, eth.largest_gaps) == (10, 0, [])
 
 
+def test_stored_range_finds_the_first_and_last_minute_in_a_window(db: Database) -> None:
+    from botq.market.store import stored_range
+
+    candles = synthetic("BTC/USD", "2026-01-01", 1000, seed=7)
+    write_candles(db, candles)
+    t = candles.time
+    assert stored_range(db, "BTC/USD") == (int(t[0]), int(t[-1]))
+    assert stored_range(db, "BTC/USD", "2026-01-01 01:00", int(t[200])) == (
+        int(t[60]),
+        int(t[199]),
+    )
+    assert stored_range(db, "BTC/USD", "2027-01-01") is None
+    assert stored_range(db, "ETH/USD") is None  # no such pair stored
+
+
 def test_days_stay_consistent_after_sql_deletes(db: Database) -> None:
     write_candles(db, synthetic("BTC/USD", "2026-01-01", 3 * 1440, seed=8))
     with db.connection() as conn:
