@@ -329,7 +329,8 @@ def main() -> None:
         f"again: {res.get('queue_overhead_again_pct')}"
     )
     RESULTS.mkdir(exist_ok=True)
-    target = RESULTS / ("backtest-quick.json" if args.quick else "backtest.json")
+    # a quick or partial run never replaces the full figures that README quotes
+    target = RESULTS / ("backtest-quick.json" if args.quick or only else "backtest.json")
     target.write_text(json.dumps(res, indent=2, default=str))
     print(f"wrote {target}")
 
