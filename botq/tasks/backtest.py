@@ -18,6 +18,7 @@ failed), cancelling it cancels them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from typing import Any
@@ -27,7 +28,7 @@ import pandas as pd
 from botq.backtest import Strategy, Template, grid, run, run_many
 from botq.backtest.compile import Market
 from botq.backtest.storage import json_safe, save_run, save_summaries
-from botq.errors import MarketDataError, PayloadError, StrategyError
+from botq.errors import ConfigError, MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
 from botq.market.store import stored_range
 from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES
@@ -69,9 +70,8 @@ def _settings(payload: dict[str, Any]) -> dict[str, Any]:
 
 # The candles (and computed columns) of the sweep this worker process last ran a chunk of: the
 # chunks of one BulkBacktest that land on the same worker load the candles once and compute
-# each indicator once. One sweep at a time; its columns take up to COLUMN_CACHE_MB, released
-# when no chunk of it has run for SWEEP_IDLE_S seconds.
-COLUMN_CACHE_MB = float(os.environ.get("BOTQ_COLUMN_CACHE_MB", "512"))
+# each indicator once. One sweep at a time; its columns take up to BOTQ_COLUMN_CACHE_MB
+# (default 512), released when no chunk of it has run for SWEEP_IDLE_S seconds.
 SWEEP_IDLE_S = 60.0
 _sweep_market: dict[tuple[Any, ...], Market] = {}
 _sweep_lock = threading.Lock()
@@ -98,8 +98,23 @@ def _touch_sweep() -> None:
     _sweep_timer.start()
 
 
+def column_cache_mb() -> float:
+    """BOTQ_COLUMN_CACHE_MB: megabytes of computed columns a worker keeps per sweep (0: none)."""
+    raw = os.environ.get("BOTQ_COLUMN_CACHE_MB", "512")
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = math.nan
+    if not mb >= 0:
+        raise ConfigError(
+            "BOTQ_COLUMN_CACHE_MB must be a number of megabytes >= 0 (0 turns the column "
+            f"cache off), got {raw!r}"
+        )
+    return mb
+
+
 def _remember(key: tuple[Any, ...], candles: Candles) -> Market:
-    market = Market.of(candles, cache_mb=COLUMN_CACHE_MB)
+    market = Market.of(candles, cache_mb=column_cache_mb())
     with _sweep_lock:
         _sweep_market.clear()
         _sweep_market[key] = market

@@ -136,3 +136,17 @@ def test_a_worker_lets_a_finished_sweeps_columns_go(
     while tasks._sweep_market and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not tasks._sweep_market  # released once idle
+
+
+def test_the_column_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botq.errors import ConfigError
+    from botq.tasks.backtest import column_cache_mb
+
+    monkeypatch.delenv("BOTQ_COLUMN_CACHE_MB", raising=False)
+    assert column_cache_mb() == 512
+    monkeypatch.setenv("BOTQ_COLUMN_CACHE_MB", "0")
+    assert column_cache_mb() == 0
+    for bad in ("lots", "-5", "nan"):
+        monkeypatch.setenv("BOTQ_COLUMN_CACHE_MB", bad)
+        with pytest.raises(ConfigError, match="BOTQ_COLUMN_CACHE_MB must be a number"):
+            column_cache_mb()
