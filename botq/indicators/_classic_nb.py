@@ -602,26 +602,6 @@ def rolling_var_nb(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bands_nb(
-    mid: np.ndarray,
-    std: np.ndarray,
-    width: float,
-    out_upper: np.ndarray | None = None,
-    out_lower: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower bands from a middle line and a std: mid +/- width * std, with TA-Lib
-    BBANDS' arithmetic (std * width added to / subtracted from mid)."""
-    n = mid.shape[0]
-    up = _alloc(out_upper, n)
-    lo = _alloc(out_lower, n)
-    for i in range(n):
-        d = std[i] * width
-        up[i] = mid[i] + d
-        lo[i] = mid[i] - d
-    return up, lo
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def bbands_nb(
     x: np.ndarray,
     period: int,

@@ -16,7 +16,6 @@ from numba import njit
 from botq.indicators._classic_nb import (
     _alloc,
     atr_nb,
-    bands_nb,
     bbands_nb,
     ema_nb,
     ema_offset_nb,
@@ -70,7 +69,6 @@ def take_closed_nb(
 __all__ = [
     "atr_nb",
     "autocorr_nb",
-    "bands_nb",
     "bbands_nb",
     "ema_nb",
     "ema_offset_nb",
