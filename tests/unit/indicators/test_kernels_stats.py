@@ -395,3 +395,19 @@ def test_ttm_trend_hand_example() -> None:
     # period 2: avg of previous two (h+l)/2 -> t=2: 1 vs c=1 -> 0; t=3: 1 < 4 -> +1;
     # t=4: (1 + 4) / 2 = 2.5 > 2 -> -1
     np.testing.assert_array_equal(K.ttm_trend_nb(h, lo, c, 2), [np.nan, np.nan, 0, 1, -1])
+
+
+def test_an_infinite_value_poisons_only_the_windows_holding_it() -> None:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    rng = np.random.default_rng(3)
+    x = 60_000.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, 300)))
+    x[100] = np.inf
+    windows = sliding_window_view(x, 20)
+    with np.errstate(invalid="ignore"):
+        mean = windows.mean(axis=1)  # inf where the window holds the inf
+        std = windows.std(axis=1)  # nan there (inf - inf)
+    sma = K.sma_nb(x, 20)
+    np.testing.assert_allclose(sma[19:], mean, rtol=1e-12)
+    np.testing.assert_allclose(K.rolling_std_nb(x, 20)[19:], std, rtol=1e-9, equal_nan=True)
+    assert np.isinf(sma[100:120]).all() and np.isfinite(sma[120:]).all()  # recovers after
