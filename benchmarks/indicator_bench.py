@@ -205,6 +205,9 @@ def vectorbt_cases(df: pd.DataFrame) -> dict[str, Callable[[], object]]:
         import vectorbt as vbt
     except Exception:  # noqa: BLE001 - optional: missing, or broken with this pandas/numpy
         return {}
+    # a tz-naive index: with a tz-aware one every vectorbt 1.2 call under pandas 3 spends
+    # ~2.5 s on the index alone (measured), which is not what its kernels cost
+    df = df.set_axis(df.index.tz_localize(None))
     c, h, lo, v = df["close"], df["high"], df["low"], df["volume"]
     return {
         "SMA 20": lambda: vbt.MA.run(c, 20).ma,
