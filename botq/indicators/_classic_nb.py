@@ -145,13 +145,10 @@ def _exact_sum(x: np.ndarray, lo: int, hi: int) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _exact_centred(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float]:
-    """Two-pass sums over x[lo:hi]: centre c (the mean), S1 = sum(x-c), S2 = sum((x-c)**2).
-
-    A window of equal values is centred on that value, so its sums are exactly 0 (a plain
-    two-pass mean of 0.1, 0.1, ... is not exactly 0.1, and would leave a spurious spread).
-    """
-    m = hi - lo
+def _centre(x: np.ndarray, lo: int, hi: int) -> tuple[float, bool]:
+    """(centre, flat) of x[lo:hi]: the mean, or the value itself when all values are equal
+    (flat), so that a flat window's centred sums are exactly 0 (a plain two-pass mean of 0.1,
+    0.1, ... is not exactly 0.1, and would leave a spurious spread)."""
     c = 0.0
     mn = x[lo]
     mx = x[lo]
@@ -161,8 +158,16 @@ def _exact_centred(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float
         mn = v if v < mn else mn
         mx = v if v > mx else mx
     if mn == mx:
-        return mn, 0.0, 0.0
-    c /= m
+        return mn, True
+    return c / (hi - lo), False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exact_centred(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float]:
+    """Two-pass sums over x[lo:hi]: centre c (see `_centre`), S1 = sum(x-c), S2 = sum((x-c)**2)."""
+    c, flat = _centre(x, lo, hi)
+    if flat:
+        return c, 0.0, 0.0
     s1 = 0.0
     s2 = 0.0
     for k in range(lo, hi):

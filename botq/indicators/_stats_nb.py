@@ -20,6 +20,8 @@ from botq.indicators._classic_nb import (
     _TOL,
     _ZSCORE,
     _alloc,
+    _centre,
+    _exact_centred,
     _mean_m2,
     _nan_like,
     _rolling_mean_run,
@@ -454,20 +456,11 @@ def vwap_dev_nb(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _exact_moments(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float, float, float]:
-    """Two-pass centre c (the mean; the value itself for a flat window) and sums of d, d^2,
-    d^3, d^4 with d = x - c over x[lo:hi]."""
-    m = hi - lo
-    c = 0.0
-    mn = x[lo]
-    mx = x[lo]
-    for j in range(lo, hi):
-        v = x[j]
-        c += v
-        mn = v if v < mn else mn
-        mx = v if v > mx else mx
-    if mn == mx:
-        return mn, 0.0, 0.0, 0.0, 0.0
-    c /= m
+    """Two-pass centre c (see `_centre`) and sums of d, d^2, d^3, d^4 with d = x - c over
+    x[lo:hi]."""
+    c, flat = _centre(x, lo, hi)
+    if flat:
+        return c, 0.0, 0.0, 0.0, 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
@@ -558,28 +551,6 @@ def kurt_nb(x: np.ndarray, period: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _side(x: np.ndarray, lo: int, hi: int) -> tuple[float, float]:
-    """Mean and exact sum of squared deviations of x[lo:hi] (0 exactly when flat)."""
-    m = hi - lo
-    c = 0.0
-    mn = x[lo]
-    mx = x[lo]
-    for j in range(lo, hi):
-        v = x[j]
-        c += v
-        mn = v if v < mn else mn
-        mx = v if v > mx else mx
-    if mn == mx:
-        return mn, 0.0
-    c /= m
-    ss = 0.0
-    for j in range(lo, hi):
-        d = x[j] - c
-        ss += d * d
-    return c, ss
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
     """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
 
@@ -619,8 +590,8 @@ def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarr
             exact = since >= 8 * w or va < _TOL * err or vb < _TOL * err
         if exact:
             lo = t - w + 1
-            ma, va_ex = _side(x, lo, t + 1)
-            mb, vb_ex = _side(x, lo - lag, t + 1 - lag)
+            ma, _, va_ex = _exact_centred(x, lo, t + 1)
+            mb, _, vb_ex = _exact_centred(x, lo - lag, t + 1 - lag)
             c = ma
             sa = 0.0
             sb = 0.0
