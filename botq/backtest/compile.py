@@ -75,11 +75,6 @@ class ColumnCache:
     def __len__(self) -> int:
         return len(self._slots)
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the columns kept."""
-        return 0 if self._store is None else len(self._slots) * self._store.shape[1] * 8
-
     def slot(self, key: Key) -> int | None:
         """The store row holding `key`, or None (call with `lock` held)."""
         if self._full and not self._users:
