@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from botq.errors import MarketDataError
+from botq.market.candles import utc_index
 
 if TYPE_CHECKING:
     from botq.backtest.run import BacktestResult
@@ -252,7 +253,7 @@ def load_run(db: Database, run_id: int) -> StoredRun:
     if eq is not None:
         ts = np.frombuffer(eq[0], ">i8").astype(np.int64)
         values = np.frombuffer(eq[1], ">f8").astype(np.float64)
-        equity = pd.Series(values, index=pd.DatetimeIndex(ts, tz="UTC", name="time"), name="equity")
+        equity = pd.Series(values, index=utc_index(ts), name="equity")
         full_n = int(eq[2])
     return StoredRun(
         rid, name, spec, spec_format, config, metrics, trade_frame, equity, full_n, task_id, bulk_id

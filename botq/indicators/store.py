@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from botq.errors import MarketDataError
+from botq.market.candles import utc_index
 from botq.market.store import PG_EPOCH_US, pair_id_of, to_utc_ns
 from botq.market.timeframes import timeframe_minutes
 
@@ -103,7 +104,7 @@ def load_series(
         )
     us = np.frombuffer(b"".join(r[0] for r in rows), ">i8").astype(np.int64)
     values = np.frombuffer(b"".join(r[1] for r in rows), ">f8").astype(np.float64)
-    index = pd.DatetimeIndex((us + PG_EPOCH_US) * 1000, tz="UTC", name="time")
+    index = utc_index((us + PG_EPOCH_US) * 1000)
     series = pd.Series(values, index=index, name=name)
     mask = np.ones(len(series), bool)
     if start_ts is not None:
