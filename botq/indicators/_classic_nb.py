@@ -144,7 +144,7 @@ def _exact_sum(x: np.ndarray, lo: int, hi: int) -> float:
     return acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _centre(x: np.ndarray, lo: int, hi: int) -> tuple[float, bool]:
     """(centre, flat) of x[lo:hi]: the mean, or the value itself when all values are equal
     (flat), so that a flat window's centred sums are exactly 0 (a plain two-pass mean of 0.1,
