@@ -111,15 +111,14 @@ _S_DDVAL = int(Stat.MAX_DD_VALUE)
 _S_CAPPED = int(Stat.CAPPED)
 
 # position state columns (float): quantity, cost basis (fees included), average fill price,
-# reference price for position triggers; (int): opening tick, opening time ns, number
+# reference price for position triggers; (int): opening tick, number
 _P_QTY = 0
 _P_COST = 1
 _P_AVG = 2
 _P_REF = 3
 _P_PEAK = 4  # the most the position has held (for the dust rule)
 _P_TICK = 0
-_P_TIME = 1
-_P_SEQ = 2
+_P_SEQ = 1
 
 # relative slack when an amount is compared with the cash or the position it draws on
 _EPS = 1e-12
@@ -206,7 +205,6 @@ def _execute_nb(
     a,
     s,
     i,
-    now,
     px,
     act_int,
     act_f,
@@ -232,7 +230,7 @@ def _execute_nb(
     k,
     verbose,
 ):
-    """Carry out action a at price px on candle i, time now (slot s; -1 opens a position).
+    """Carry out action a at price px on candle i (slot s; -1 opens a position).
 
     `state` holds [number of open positions, positions opened so far, free slots]. Returns the
     next record number and whether a position was closed.
@@ -343,7 +341,6 @@ def _execute_nb(
         pos_f[s, _P_REF] = px
         pos_f[s, _P_PEAK] = qty
         pos_i[s, _P_TICK] = i
-        pos_i[s, _P_TIME] = now
         pos_i[s, _P_SEQ] = seq
         for j in range(counts.shape[1]):
             counts[s, j] = 0
@@ -432,11 +429,61 @@ def _next_set_nb(flags, words, j, end):
 _BLOCK = 2048
 
 
+# comparison codes: one byte per candle for a (column, target) pair, from which every operator
+# on that pair reads; NaN on either side sets no bit, so every comparison with it is false
+_C_GT = 1
+_C_LT = 2
+_C_EQ = 4
+
+
 @njit(cache=True, nogil=True)
-def _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, i0, m, mask, ybuf):
+def _code_sources_nb(trig_int, trig_f, t_lo, t_hi):
+    """src[t - t_lo]: the first technical trigger comparing the same column with the same
+    target as t (itself if none), so that a pair's codes are computed once per block."""
+    src = np.empty(t_hi - t_lo, np.int64)
+    for t in range(t_lo, t_hi):
+        src[t - t_lo] = t
+        if trig_int[t, _T_KIND] != _COMPARE or trig_int[t, _T_OP] == _EQ:
+            continue
+        for u in range(t_lo, t):
+            if (
+                trig_int[u, _T_KIND] == _COMPARE
+                and trig_int[u, _T_OP] != _EQ
+                and trig_int[u, _T_A] == trig_int[t, _T_A]
+                and trig_int[u, _T_B] == trig_int[t, _T_B]
+                and (trig_int[t, _T_B] >= 0 or trig_f[u, _T_P0] == trig_f[t, _T_P0])
+            ):
+                src[t - t_lo] = u
+                break
+    return src
+
+
+@njit(cache=True, nogil=True)
+def _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, i0, m, mask, codes, src, t_lo):
     """mask[a - a_lo, k]: the market triggers of action a (technical, price_change, next_candle,
-    consecutive_candles) all hold on candle i0 + k. One branch-free loop per trigger over a block
-    of candles, which the compiler vectorises; position triggers are left to the walk."""
+    consecutive_candles) all hold on candle i0 + k. Each distinct (column, target) pair is
+    compared once per block into a byte of codes (greater, less, equal), and each operator is
+    a branch-free loop over those bytes; position triggers are left to the walk."""
+    j0 = i0 - 1 if i0 > 0 else 0  # the previous candle too, for crossings (candle 0 has none)
+    d = i0 - j0
+    width = i0 + m - j0
+    for t in range(t_lo, act_int[a_hi - 1, _A_FIRST] + act_int[a_hi - 1, _A_NTRIG]):
+        if src[t - t_lo] != t or trig_int[t, _T_KIND] != _COMPARE or trig_int[t, _T_OP] == _EQ:
+            continue
+        xs = cols[trig_int[t, _T_A], j0 : i0 + m]
+        out = codes[t - t_lo, :width]
+        cb = trig_int[t, _T_B]
+        if cb >= 0:
+            ys = cols[cb, j0 : i0 + m]
+            for k in range(width):
+                x = xs[k]
+                y = ys[k]
+                out[k] = np.uint8(x > y) | (np.uint8(x < y) << 1) | (np.uint8(x == y) << 2)
+        else:
+            y = trig_f[t, _T_P0]
+            for k in range(width):
+                x = xs[k]
+                out[k] = np.uint8(x > y) | (np.uint8(x < y) << 1) | (np.uint8(x == y) << 2)
     for a in range(a_lo, a_hi):
         row = mask[a - a_lo, :m]
         row[:] = True
@@ -452,37 +499,33 @@ def _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, i0, m, mask, ybuf):
                 continue
             if kind != _COMPARE:
                 continue
-            ca = trig_int[t, _T_A]
-            cb = trig_int[t, _T_B]
             op = trig_int[t, _T_OP]
-            # the previous candle's values too, for crossings (candle 0 has none)
-            j0 = i0 - 1 if i0 > 0 else 0
-            xs = cols[ca, j0 : i0 + m]
-            if cb >= 0:
-                ys = cols[cb, j0 : i0 + m]
-            else:  # a constant target: the same loops over a buffer holding it
-                ys = ybuf[: i0 + m - j0]
-                ys[:] = trig_f[t, _T_P0]
-            d = i0 - j0  # 1, or 0 on the first block
-            if op == _GT:
+            if op == _EQ:
+                xs = cols[trig_int[t, _T_A], i0 : i0 + m]
+                cb = trig_int[t, _T_B]
                 for k in range(m):
-                    row[k] &= xs[k + d] > ys[k + d]
-            elif op == _LT:
+                    y = cols[cb, i0 + k] if cb >= 0 else trig_f[t, _T_P0]
+                    row[k] &= abs(xs[k] - y) <= 1e-9 * max(1.0, abs(y))
+                continue
+            # views, so that every loop index starts at 0: a shifted index (k - 1) costs a
+            # negative-index check per candle and keeps the loop from vectorising (3x slower)
+            code = codes[src[t - t_lo] - t_lo]
+            if op == _GT or op == _LT:  # noqa: SIM109 (numba: no tuple membership here)
+                cur = code[d : d + m]
+                bit = _C_GT if op == _GT else _C_LT
                 for k in range(m):
-                    row[k] &= xs[k + d] < ys[k + d]
-            elif op == _EQ:
-                for k in range(m):
-                    y = ys[k + d]
-                    row[k] &= abs(xs[k + d] - y) <= 1e-9 * max(1.0, abs(y))
-            else:
-                if d == 0:
-                    row[0] = False
-                if op == _XUP:
-                    for k in range(1 - d, m):
-                        row[k] &= (xs[k + d - 1] <= ys[k + d - 1]) & (xs[k + d] > ys[k + d])
-                else:
-                    for k in range(1 - d, m):
-                        row[k] &= (xs[k + d - 1] >= ys[k + d - 1]) & (xs[k + d] < ys[k + d])
+                    row[k] &= (cur[k] & bit) != 0
+                continue
+            if d == 0:
+                row[0] = False
+            # the previous candle at or below (above) the target, this one strictly above (below)
+            was = _C_LT | _C_EQ if op == _XUP else _C_GT | _C_EQ
+            now = _C_GT if op == _XUP else _C_LT
+            prev = code[0 : m + d - 1]
+            cur = code[1 : m + d]
+            rest = row[1 - d : m]
+            for k in range(m + d - 1):
+                rest[k] &= ((prev[k] & was) != 0) & ((cur[k] & now) != 0)
 
 
 @njit(cache=True, nogil=True)
@@ -529,7 +572,7 @@ def simulate_nb(
     stats[_S_LAST] = capital
 
     pos_f = np.zeros((max_pos, 5))
-    pos_i = np.zeros((max_pos, 3), np.int64)
+    pos_i = np.zeros((max_pos, 2), np.int64)
     order = np.zeros(max_pos, np.int64)
     free = np.empty(max_pos, np.int64)
     for j in range(max_pos):
@@ -554,7 +597,8 @@ def simulate_nb(
             if kind != _COMPARE and kind != _RANGE and kind != _ALWAYS:
                 n_pos[a - a_lo] += 1
     mask = np.empty((n_act, min(n, _BLOCK)), np.bool_)
-    ybuf = np.empty(_BLOCK + 1)
+    codes = np.empty((n_trig, min(n, _BLOCK) + 1), np.uint8)
+    src = _code_sources_nb(trig_int, trig_f, t_lo, t_hi)
     # per candle of the block: some open_long may act / some buy or sell may act
     width = (min(n, _BLOCK) + 7) // 8 * 8
     any_open = np.zeros(width, np.uint8)
@@ -585,7 +629,7 @@ def simulate_nb(
             blk = i
             m = min(_BLOCK, n - blk)
             nxt = i + m
-            _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, m, mask, ybuf)
+            _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, m, mask, codes, src, t_lo)
             any_open[:] = 0
             any_act[:] = 0
             for a in range(a_lo, a_hi):
@@ -642,7 +686,7 @@ def simulate_nb(
                     )
                     continue
                 k, _ = _execute_nb(
-                    a, s, i, time[i], px, act_int, act_f, trig_int, stateful, s_lo, s_hi, pos_f,
+                    a, s, i, px, act_int, act_f, trig_int, stateful, s_lo, s_hi, pos_f,
                     pos_i, order, free, counts, g_counts, t_ext, t_act, t_lo, a_lo, state, stats,
                     fee, max_pos, recs, k, verbose,
                 )  # fmt: skip
@@ -726,7 +770,7 @@ def simulate_nb(
                                 chg = c / pos_f[s, _P_REF] - 1.0
                                 ok = chg >= v if v >= 0.0 else chg <= v
                             elif kind == _TIME:
-                                ok = float(time[i] - pos_i[s, _P_TIME]) >= trig_f[t, _T_P0]
+                                ok = float(time[i] - time[pos_i[s, _P_TICK]]) >= trig_f[t, _T_P0]
                             elif kind == _TRAIL:
                                 ok = c <= t_ext[s, t - t_lo] * (1.0 + trig_f[t, _T_P0])
                             else:  # follow
@@ -763,7 +807,7 @@ def simulate_nb(
                         j += 1
                         continue
                     k, closed = _execute_nb(
-                        a, s, i, time[i], c, act_int, act_f, trig_int, stateful, s_lo, s_hi,
+                        a, s, i, c, act_int, act_f, trig_int, stateful, s_lo, s_hi,
                         pos_f, pos_i, order, free, counts, g_counts, t_ext, t_act, t_lo, a_lo,
                         state, stats, fee, max_pos, recs, k, verbose,
                     )  # fmt: skip

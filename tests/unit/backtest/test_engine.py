@@ -498,3 +498,62 @@ def test_next_open_without_an_open_price_is_rejected() -> None:
     assert list(zip(t.tick, t.status, t.reason, strict=True)) == [(1, "skipped", "no_price")]
     assert r.metrics["rejected_orders"] == 1 and r.metrics["trades"] == 0
     assert list(r.equity) == [1000.0, 1000.0, 1000.0]
+
+
+def test_market_trigger_masks_match_a_numpy_reference() -> None:
+    """Every comparison operator, on columns with gaps, across block boundaries, with pairs
+    shared between triggers (their comparison codes are computed once per block)."""
+    from botq.backtest.compile import Market, compile_all
+    from botq.backtest.engine_nb import _BLOCK, _code_sources_nb, _masks_nb
+
+    rng = np.random.default_rng(3)
+    n = 2 * _BLOCK + 301
+    closes = 100.0 + np.cumsum(rng.normal(0.0, 0.5, n))
+    closes[rng.choice(n, 60, replace=False)] = np.nan
+    closes[_BLOCK - 1 : _BLOCK + 1] = 100.0  # an equality on a block boundary
+    ops = ["<", ">", "cross_above", "cross_below"]
+    acts = [action("open_long", "1 USD", trig(indicator="price", operator=op, target="sma_3"))
+            for op in ops]  # fmt: skip
+    acts += [action("sell", "1%", trig(indicator="price", operator=op, target=100.0)) for op in ops]
+    acts.append(
+        action(
+            "buy",
+            "1 USD",
+            trig(indicator="price", operator="cross_above", target="sma_3"),
+            trig(indicator="price", operator=">", target=99.0),
+        )
+    )
+    acts.append(action("buy", "1 USD", trig(indicator="price", operator="=", target=100.0)))
+    market = Market.of(candles(list(closes)))
+    (c,), columns = compile_all([strategy(*acts, max_open_positions=3)], market)
+    matrix = columns.build()
+    x = matrix[c.trig_int[0, 2]]
+    sma = matrix[c.trig_int[0, 3]]
+    with np.errstate(invalid="ignore"):
+
+        def cross(a: np.ndarray, b: np.ndarray, up: bool) -> np.ndarray:
+            was = a[:-1] <= b[:-1] if up else a[:-1] >= b[:-1]
+            now = a[1:] > b[1:] if up else a[1:] < b[1:]
+            return np.concatenate(([False], was & now))
+
+        def ref(b: np.ndarray) -> list[np.ndarray]:
+            return [x < b, x > b, cross(x, b, True), cross(x, b, False)]
+
+        level = np.full(n, 100.0)
+        expected = ref(sma) + ref(level)
+        expected.append(cross(x, sma, True) & (x > 99.0))
+        expected.append(np.abs(x - 100.0) <= 1e-9 * 100.0)
+    n_act = c.act_int.shape[0]
+    n_trig = c.trig_int.shape[0]
+    src = _code_sources_nb(c.trig_int, c.trig_f, 0, n_trig)
+    # the second group reuses its first trigger's codes, the buy's crossing the first pair's
+    assert list(src) == [0, 0, 0, 0, 4, 4, 4, 4, 0, 9, 10]
+    mask = np.empty((n_act, _BLOCK), np.bool_)
+    codes = np.empty((n_trig, _BLOCK + 1), np.uint8)
+    got = np.empty((n_act, n), np.bool_)
+    for i0 in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - i0)
+        _masks_nb(matrix, c.act_int, c.trig_int, c.trig_f, 0, n_act, i0, m, mask, codes, src, 0)
+        got[:, i0 : i0 + m] = mask[:, :m]
+    for a in range(n_act):
+        np.testing.assert_array_equal(got[a], expected[a], err_msg=f"action {a}")
