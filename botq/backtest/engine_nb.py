@@ -510,7 +510,7 @@ def _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, i0, m, mask, codes, s
             # views, so that every loop index starts at 0: a shifted index (k - 1) costs a
             # negative-index check per candle and keeps the loop from vectorising (3x slower)
             code = codes[src[t - t_lo] - t_lo]
-            if op == _GT or op == _LT:  # noqa: SIM109 (numba: no tuple membership here)
+            if op == _GT or op == _LT:  # noqa: SIM109
                 cur = code[d : d + m]
                 bit = _C_GT if op == _GT else _C_LT
                 for k in range(m):
