@@ -310,9 +310,17 @@ def _upper_lower_mid(bands: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[
 # array: NumPy allocates on huge pages, numba's allocator would page-fault every 4 KiB);
 # alloc(i, True) gives an empty array instead, which tells the kernel to skip that output.
 # Looked up at call time, so tests may wrap entries.
+def _pair(
+    kernel: Callable[..., None], x: np.ndarray, a: int, b: int, o1: np.ndarray, o2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    kernel(x, a, b, o1, o2)
+    return o1, o2
+
+
 _EVAL: dict[str, Callable[..., Any]] = {
     "sma": lambda o, x, p: K.sma_nb(x, p, o(0)),
     "ema": lambda o, x, p: K.ema_nb(x, p, o(0)),
+    "ema2": lambda o, x, a, b: _pair(K.ema_pair_nb, x, a, b, o(0), o(1)),
     "rsi": lambda o, x, p: K.rsi_nb(x, p, o(0)),
     "macd": lambda o, x, f, s, g: K.macd_slow_nb(x, f, s, g, o(0), o(1), o(2), o(3, True)),
     "rstd": lambda o, x, p: K.rolling_std_nb(x, p, o(0)),
@@ -640,7 +648,8 @@ def _evaluate(
 
 def _share_fused_outputs(parsed: list[Parsed]) -> list[Parsed]:
     """Serve ema_<p> from a requested MACD with slow period p, and sma_<p> / bb_mid_<p> from
-    requested Bollinger bands of period p: their fused passes compute those anyway."""
+    requested Bollinger bands of period p: their fused passes compute those anyway. Other EMAs
+    are computed two at a time."""
     slow = {p.key[2][1]: p.key for p in parsed if p.key[0] == "macd"}
     bands = {p.key[2][0]: p.key for p in parsed if p.key[0] == "bands"}
     out = []
@@ -651,7 +660,18 @@ def _share_fused_outputs(parsed: list[Parsed]) -> list[Parsed]:
             elif p.key[0] == "sma" and p.key[2][0] in bands:
                 p = replace(p, key=bands[p.key[2][0]], output=2)
         out.append(p)
-    return out
+    # the remaining EMAs in pairs, each pair one pass (see ema_pair_nb)
+    periods = sorted({p.key[2][0] for p in out if p.key[0] == "ema" and p.output is None})
+    pairs = {}
+    for a, b in zip(periods[0::2], periods[1::2], strict=False):
+        pairs[a] = (_node("ema2", (CLOSE,), a, b), 0)
+        pairs[b] = (_node("ema2", (CLOSE,), a, b), 1)
+    return [
+        replace(p, key=pairs[p.key[2][0]][0], output=pairs[p.key[2][0]][1])
+        if p.key[0] == "ema" and p.output is None and p.key[2][0] in pairs
+        else p
+        for p in out
+    ]
 
 
 def _missing(parsed: list[Parsed], cols: dict[str, np.ndarray]) -> list[Problem]:

@@ -339,3 +339,20 @@ def test_a_nan_at_every_loop_position_stops_the_run_there(name: str) -> None:
         for a, b in _segments(np.where(valid, 0.0, np.nan)):
             expected[a:b] = ref_fn({c: v[a:b].copy() for c, v in d.items()})
         assert_match(mine_fn(d), expected, signed=bool(signed))
+
+
+@pytest.mark.parametrize("p1,p2", [(12, 26), (26, 12), (1, 2), (5, 200), (20, 21)])
+def test_ema_pair_equals_two_emas_bit_for_bit(p1: int, p2: int) -> None:
+    """One pass for two EMAs (crossovers, sweeps): the same numbers as each EMA alone, with
+    NaN gaps, runs shorter than either period, and a NaN right after each seed."""
+    x = _with_gaps(5)["close"].copy()
+    x[300 + p1 - 1 + 1] = np.nan  # a NaN just after the shorter EMA's seed of a run
+    x[700:703] = np.nan
+    x[703 + max(p1, p2) - 1 + 1] = np.nan  # and just after the longer one's
+    x[1000 : 1000 + max(p1, p2) // 2 + 1] = x[999]
+    for data in (x, x[: max(p1, p2) - 1], x[~np.isnan(x)]):
+        o1 = np.full(data.shape[0], 7.0)
+        o2 = np.full(data.shape[0], 7.0)
+        K.ema_pair_nb(data, p1, p2, o1, o2)
+        np.testing.assert_array_equal(o1, K.ema_nb(data, p1))
+        np.testing.assert_array_equal(o2, K.ema_nb(data, p2))

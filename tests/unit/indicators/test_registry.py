@@ -508,3 +508,21 @@ def test_out_receives_the_columns_and_the_frame_is_a_view_of_it(df: pd.DataFrame
     np.testing.assert_array_equal(hourly[0], compute(df, ["rsi_14"], timeframe="1h")["rsi_14"])
     with pytest.raises(ValueError, match=r"shape \(4, 2000\)"):
         compute(df, wanted, out=np.empty((3, len(df))))
+
+
+def test_emas_are_computed_two_at_a_time(df: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = cols(df)["close"]
+    calls = count_calls(monkeypatch)
+    names = ["ema_26", "ema_12", "ema_5", "macd_hist_3_9_4", "ema_9", "ema_50"]
+    out = compute(df, names)
+    kinds = [k for k, _, _ in calls]
+    # ema_9 is MACD's slow EMA; 5/12 and 26/50 are pairs (sorted by period)
+    assert sorted(kinds) == ["ema2", "ema2", "macd"]
+    for nm in ("ema_5", "ema_12", "ema_26", "ema_50", "ema_9"):
+        np.testing.assert_array_equal(out[nm], K.ema_nb(x, int(nm[4:])), err_msg=nm)
+    for tf in (None, "5m"):  # an odd one out alone, on the candles' own and a higher timeframe
+        three = compute(df, ["ema_7", "ema_3", "ema_20"], timeframe=tf)
+        for nm in three.columns:
+            np.testing.assert_array_equal(
+                three[nm], compute(df, [nm], timeframe=tf)[nm], err_msg=f"{nm} on {tf}"
+            )
