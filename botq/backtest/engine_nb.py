@@ -119,6 +119,13 @@ _P_REF = 3
 _P_PEAK = 4  # the most the position has held (for the dust rule)
 _P_TICK = 0
 _P_SEQ = 1
+_P_COUNTS = 2  # then, per action, its fills for this position (for max_count)
+# the book (int): open positions, positions opened so far, free slots, then the open slots in
+# the order they opened, the free slots, and per action its fills over the run
+_B_OPEN = 0
+_B_SEQ = 1
+_B_FREE = 2
+_B_ORDER = 3
 
 # relative slack when an amount is compared with the cash or the position it draws on
 _EPS = 1e-12
@@ -202,47 +209,21 @@ def _buy_size_nb(kind, amount, cash, px, fee):
 
 @njit(cache=True, nogil=True, **_NO_NRT)
 def _execute_nb(
-    a,
-    s,
-    i,
-    px,
-    act_int,
-    act_f,
-    trig_int,
-    stateful,
-    s_lo,
-    s_hi,
-    pos_f,
-    pos_i,
-    order,
-    free,
-    counts,
-    g_counts,
-    t_ext,
-    t_act,
-    t_lo,
-    a_lo,
-    state,
-    stats,
-    fee,
-    max_pos,
-    recs,
-    k,
+    ai, s, i, px, typ, kind, amount, average, pos_f, pos_i, book, stats, fee, max_pos, recs, k,
     verbose,
-):
-    """Carry out action a at price px on candle i (slot s; -1 opens a position).
+):  # fmt: skip
+    """Carry out action ai (of type typ, amount kind/amount) at price px on candle i, for slot
+    s (-1 opens a position). Few arguments on purpose: each array passed costs the call seven
+    to nine words, and this runs at every fill (the trackers are the caller's, see
+    `_after_fill_nb`).
 
-    `state` holds [number of open positions, positions opened so far, free slots]. Returns the
-    next record number and whether a position was closed.
+    Returns the next record number, whether a position was closed, and the slot that filled
+    (-1 when the order was not carried out).
     """
-    typ = act_int[a, _A_TYPE]
-    kind = act_int[a, _A_KIND]
-    amount = act_f[a, _A_AMOUNT]
     seq = pos_i[s, _P_SEQ] if s >= 0 else 0
     if not (px > 0.0):
-        return _reject_nb(
-            recs, k, verbose, stats, i, a - a_lo, seq, _R_NOPRICE, px, 0.0, 0.0
-        ), False
+        return _reject_nb(recs, k, verbose, stats, i, ai, seq, _R_NOPRICE, px, 0.0, 0.0), False, -1
+    order = book[_B_ORDER : _B_ORDER + max_pos]
     cash = stats[_S_CASH]
     if typ == _SELL:
         held = pos_f[s, _P_QTY]
@@ -256,14 +237,11 @@ def _execute_nb(
             if qty <= held * (1.0 + _EPS):
                 qty = held
             else:
-                k = _reject_nb(
-                    recs, k, verbose, stats, i, a - a_lo, seq, _R_EXCEEDS, px, qty, qty * px
-                )
-                return k, False
+                k = _reject_nb(recs, k, verbose, stats, i, ai, seq, _R_EXCEEDS, px, qty, qty * px)
+                return k, False, -1
         if not (qty > 0.0):
-            return _reject_nb(
-                recs, k, verbose, stats, i, a - a_lo, seq, _R_NOTHING, px, qty, qty * px
-            ), False
+            k = _reject_nb(recs, k, verbose, stats, i, ai, seq, _R_NOTHING, px, qty, qty * px)
+            return k, False, -1
         full = qty == held or held - qty <= max(held * _EPS, pos_f[s, _P_PEAK] * _DUST)
         if full:
             qty = held
@@ -286,55 +264,48 @@ def _execute_nb(
         else:
             stats[_S_LOSE] += 1.0
             stats[_S_GLOSS] -= pnl
-        counts[s, a - a_lo] += 1
-        _reset_trackers_nb(a, s, px, act_int, trig_int, t_ext, t_act, t_lo)
-        closed = False
+        pos_i[s, _P_COUNTS + ai] += 1
         if full:
-            closed = True
-            n_open = state[0]
+            n_open = book[_B_OPEN]
             j = 0
             while order[j] != s:
                 j += 1
             while j < n_open - 1:
                 order[j] = order[j + 1]
                 j += 1
-            state[0] = n_open - 1
-            free[state[2]] = s
-            state[2] += 1
-        stats[_S_HOLD] = _holdings_nb(pos_f, order, state[0])
+            book[_B_OPEN] = n_open - 1
+            book[_B_ORDER + max_pos + book[_B_FREE]] = s
+            book[_B_FREE] += 1
+        stats[_S_HOLD] = _holdings_nb(pos_f, order, book[_B_OPEN])
         value = cash + stats[_S_HOLD] * px
         stats[_S_LAST] = value
-        k = _record_nb(
-            recs, k, i, a - a_lo, seq, _FILLED, px, qty, quote, fee_amt, cash, value, pnl
-        )
-        return k, closed
+        k = _record_nb(recs, k, i, ai, seq, _FILLED, px, qty, quote, fee_amt, cash, value, pnl)
+        return k, full, s
 
     # open_long and buy
-    if typ == _OPEN and state[0] >= max_pos:
-        return _reject_nb(recs, k, verbose, stats, i, a - a_lo, 0, _R_MAXPOS, px, 0.0, 0.0), False
+    if typ == _OPEN and book[_B_OPEN] >= max_pos:
+        return _reject_nb(recs, k, verbose, stats, i, ai, 0, _R_MAXPOS, px, 0.0, 0.0), False, -1
     spend, qty = _buy_size_nb(kind, amount, cash, px, fee)
     if not (cash > 0.0):
-        return _reject_nb(
-            recs, k, verbose, stats, i, a - a_lo, seq, _R_NOCASH, px, qty, qty * px
-        ), False
+        k = _reject_nb(recs, k, verbose, stats, i, ai, seq, _R_NOCASH, px, qty, qty * px)
+        return k, False, -1
     if spend > cash:
         if spend <= cash * (1.0 + _EPS):
             spend = cash
         else:
-            return _reject_nb(
-                recs, k, verbose, stats, i, a - a_lo, seq, _R_CASH, px, qty, qty * px
-            ), False
+            k = _reject_nb(recs, k, verbose, stats, i, ai, seq, _R_CASH, px, qty, qty * px)
+            return k, False, -1
     quote = qty * px
     fee_amt = spend - quote
     cash = cash - spend
     stats[_S_CASH] = cash
     if typ == _OPEN:
-        state[2] -= 1
-        s = free[state[2]]
-        order[state[0]] = s
-        state[0] += 1
-        state[1] += 1
-        seq = state[1]
+        book[_B_FREE] -= 1
+        s = book[_B_ORDER + max_pos + book[_B_FREE]]
+        order[book[_B_OPEN]] = s
+        book[_B_OPEN] += 1
+        book[_B_SEQ] += 1
+        seq = book[_B_SEQ]
         pos_f[s, _P_QTY] = qty
         pos_f[s, _P_COST] = spend
         pos_f[s, _P_AVG] = px
@@ -342,13 +313,9 @@ def _execute_nb(
         pos_f[s, _P_PEAK] = qty
         pos_i[s, _P_TICK] = i
         pos_i[s, _P_SEQ] = seq
-        for j in range(counts.shape[1]):
-            counts[s, j] = 0
-        for q in range(s_lo, s_hi):
-            t = stateful[q]
-            t_ext[s, t - t_lo] = px
-            t_act[s, t - t_lo] = False
-        g_counts[a - a_lo] += 1
+        for j in range(_P_COUNTS, pos_i.shape[1]):
+            pos_i[s, j] = 0
+        book[_B_ORDER + 2 * max_pos + ai] += 1
         stats[_S_OPENED] += 1.0
     else:
         old = pos_f[s, _P_QTY]
@@ -357,18 +324,31 @@ def _execute_nb(
         pos_f[s, _P_QTY] = new
         pos_f[s, _P_PEAK] = max(pos_f[s, _P_PEAK], new)
         pos_f[s, _P_COST] += spend
-        if act_int[a, _A_AVG] != 0:
+        if average != 0:
             pos_f[s, _P_REF] = pos_f[s, _P_AVG]
-        counts[s, a - a_lo] += 1
-        _reset_trackers_nb(a, s, px, act_int, trig_int, t_ext, t_act, t_lo)
-    stats[_S_HOLD] = _holdings_nb(pos_f, order, state[0])
+        pos_i[s, _P_COUNTS + ai] += 1
+    stats[_S_HOLD] = _holdings_nb(pos_f, order, book[_B_OPEN])
     stats[_S_FEES] += fee_amt
     stats[_S_FILLS] += 1.0
     stats[_S_BUYS] += 1.0
     value = cash + stats[_S_HOLD] * px
     stats[_S_LAST] = value
-    k = _record_nb(recs, k, i, a - a_lo, seq, _FILLED, px, qty, quote, fee_amt, cash, value, 0.0)
-    return k, False
+    k = _record_nb(recs, k, i, ai, seq, _FILLED, px, qty, quote, fee_amt, cash, value, 0.0)
+    return k, False, s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _after_fill_nb(a, s, px, opened, act_int, trig_int, stateful, s_lo, s_hi, t_ext, t_act, t_lo):
+    """The trackers of slot s after action a filled at px: a new position starts every
+    stateful trigger afresh (peaks at px, follows inactive); otherwise the action's own
+    trailing peaks restart at px and its follows deactivate."""
+    if opened:
+        for q in range(s_lo, s_hi):
+            t = stateful[q]
+            t_ext[s, t - t_lo] = px
+            t_act[s, t - t_lo] = False
+    else:
+        _reset_trackers_nb(a, s, px, act_int, trig_int, t_ext, t_act, t_lo)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -572,15 +552,16 @@ def simulate_nb(
     stats[_S_LAST] = capital
 
     pos_f = np.zeros((max_pos, 5))
-    pos_i = np.zeros((max_pos, 2), np.int64)
-    order = np.zeros(max_pos, np.int64)
-    free = np.empty(max_pos, np.int64)
+    pos_i = np.zeros((max_pos, _P_COUNTS + n_act), np.int64)
+    counts = pos_i[:, _P_COUNTS:]
+    book = np.zeros(_B_ORDER + 2 * max_pos + n_act, np.int64)
+    state = book[:_B_ORDER]  # open positions, positions opened, free slots
+    order = book[_B_ORDER : _B_ORDER + max_pos]
+    free = book[_B_ORDER + max_pos : _B_ORDER + 2 * max_pos]
+    g_counts = book[_B_ORDER + 2 * max_pos :]
     for j in range(max_pos):
         free[j] = max_pos - 1 - j
-    state = np.zeros(3, np.int64)  # open positions, positions opened, free slots
-    state[2] = max_pos
-    counts = np.zeros((max_pos, n_act), np.int64)
-    g_counts = np.zeros(n_act, np.int64)
+    state[_B_FREE] = max_pos
     t_ext = np.zeros((max_pos, n_trig))
     t_act = np.zeros((max_pos, n_trig), np.bool_)
     q_cap = n_act * (max_pos + 1) if next_open else 0
@@ -685,11 +666,16 @@ def simulate_nb(
                         recs, k, verbose, stats, i, a - a_lo, q_seq[q], _R_CLOSED, px, 0.0, 0.0
                     )
                     continue
-                k, _ = _execute_nb(
-                    a, s, i, px, act_int, act_f, trig_int, stateful, s_lo, s_hi, pos_f,
-                    pos_i, order, free, counts, g_counts, t_ext, t_act, t_lo, a_lo, state, stats,
-                    fee, max_pos, recs, k, verbose,
+                k, _, filled = _execute_nb(
+                    a - a_lo, s, i, px, act_int[a, _A_TYPE], act_int[a, _A_KIND],
+                    act_f[a, _A_AMOUNT], act_int[a, _A_AVG], pos_f, pos_i, book, stats, fee,
+                    max_pos, recs, k, verbose,
                 )  # fmt: skip
+                if filled >= 0 and s_hi > s_lo:
+                    _after_fill_nb(
+                        a, filled, px, s < 0, act_int, trig_int, stateful, s_lo, s_hi, t_ext,
+                        t_act, t_lo,
+                    )  # fmt: skip
             nq = 0
 
         c = close[i]
@@ -806,11 +792,16 @@ def simulate_nb(
                                 pending_opens += 1
                         j += 1
                         continue
-                    k, closed = _execute_nb(
-                        a, s, i, c, act_int, act_f, trig_int, stateful, s_lo, s_hi,
-                        pos_f, pos_i, order, free, counts, g_counts, t_ext, t_act, t_lo, a_lo,
-                        state, stats, fee, max_pos, recs, k, verbose,
+                    k, closed, filled = _execute_nb(
+                        ai, s, i, c, act_int[a, _A_TYPE], act_int[a, _A_KIND],
+                        act_f[a, _A_AMOUNT], act_int[a, _A_AVG], pos_f, pos_i, book, stats, fee,
+                        max_pos, recs, k, verbose,
                     )  # fmt: skip
+                    if filled >= 0 and s_hi > s_lo:
+                        _after_fill_nb(
+                            a, filled, c, opening, act_int, trig_int, stateful, s_lo, s_hi,
+                            t_ext, t_act, t_lo,
+                        )  # fmt: skip
                     if not closed:
                         j += 1
         # 4. mark to the close, running statistics
