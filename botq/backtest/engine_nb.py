@@ -405,6 +405,25 @@ def _next_set_nb(flags, words, j, end):
     return end
 
 
+@njit(cache=True, nogil=True, **_NO_NRT)
+def _count_capped_nb(mask, act_int, act_f, a_lo, a_hi, g_counts, close, blk, lo, hi, stats):
+    """Count the open_long signals on candles blk+lo..blk+hi that a full book refuses, as the
+    walk would one candle at a time (an open_long past its max_count is not counted; a price
+    that is not positive is a rejected order, a missing close no signal at all)."""
+    for a in range(a_lo, a_hi):
+        if act_int[a, _A_TYPE] != _OPEN or g_counts[a - a_lo] >= act_f[a, _A_MAXC]:
+            continue
+        row = mask[a - a_lo, lo:hi]
+        px = close[blk + lo : blk + hi]
+        capped = 0
+        bad = 0
+        for q in range(hi - lo):
+            capped += row[q] & (px[q] > 0.0)
+            bad += row[q] & (px[q] <= 0.0)
+        stats[_S_CAPPED] += capped
+        stats[_S_REJ] += bad
+
+
 # candles per block for which the position-independent part of every action is precomputed
 _BLOCK = 2048
 
@@ -583,8 +602,10 @@ def simulate_nb(
     # per candle of the block: some open_long may act / some buy or sell may act
     width = (min(n, _BLOCK) + 7) // 8 * 8
     any_open = np.zeros(width, np.uint8)
-    any_act = np.zeros(width, np.uint8)  # open_long, buy or sell
+    any_manage = np.zeros(width, np.uint8)  # buy or sell
+    any_act = np.zeros(width, np.uint8)  # either
     open_words = any_open.view(np.uint64)
+    manage_words = any_manage.view(np.uint64)
     act_words = any_act.view(np.uint64)
     has_open = False
     for a in range(a_lo, a_hi):
@@ -612,22 +633,30 @@ def simulate_nb(
             nxt = i + m
             _masks_nb(cols, act_int, trig_int, trig_f, a_lo, a_hi, blk, m, mask, codes, src, t_lo)
             any_open[:] = 0
-            any_act[:] = 0
+            any_manage[:] = 0
             for a in range(a_lo, a_hi):
                 row = mask[a - a_lo]
-                if act_int[a, _A_TYPE] == _OPEN:
-                    for q in range(m):
-                        any_open[q] |= row[q]
+                flags = any_open if act_int[a, _A_TYPE] == _OPEN else any_manage
                 for q in range(m):
-                    any_act[q] |= row[q]
+                    flags[q] |= row[q]
+            for q in range(m):
+                any_act[q] = any_open[q] | any_manage[q]
         # Skip ahead to the next candle on which some action may act, marking the portfolio
         # to each close on the way: nothing else can change while no order is queued and no
         # open position has per-candle state (trailing peaks) to follow.
         if nq == 0 and (state[0] == 0 or s_hi == s_lo):
             j = i - blk
             end = nxt - blk
+            full = state[0] >= max_pos and not next_open and not verbose
             if state[0] == 0:
                 j = _next_set_nb(any_open, open_words, j, end) if has_open else end
+            elif full:
+                # fully invested: an open_long signal can only be counted as refused
+                j = _next_set_nb(any_manage, manage_words, j, end)
+                if has_open and j > i - blk:
+                    _count_capped_nb(
+                        mask, act_int, act_f, a_lo, a_hi, g_counts, close, blk, i - blk, j, stats
+                    )
             else:
                 j = _next_set_nb(any_act, act_words, j, end)
             stop = blk + j

@@ -557,3 +557,25 @@ def test_market_trigger_masks_match_a_numpy_reference() -> None:
         got[:, i0 : i0 + m] = mask[:, :m]
     for a in range(n_act):
         np.testing.assert_array_equal(got[a], expected[a], err_msg=f"action {a}")
+
+
+def test_open_signals_while_fully_invested_are_counted_in_bulk() -> None:
+    """While the book is full the walk skips ahead to the next buy/sell signal and counts the
+    open_long signals in between as refused, exactly as candle by candle (verbose mode)."""
+    closes = [100.0, 99.0, 98.0, 0.0, np.nan, 96.0, 101.0, 102.0, 99.5]
+    s = strategy(
+        action("open_long", "100%", price("<", 100)),
+        action("open_long", "10 USD", price("<", 100, max_count=1)),
+        action("sell", "100%", price(">", 100.5)),
+        max_open_positions=1,
+    )
+    quiet = run(s, candles(closes), fee=0.0)
+    loud = run(s, candles(closes), fee=0.0, verbose=True)
+    # ticks 1 (the second open), 2, 5 for both opens and 8 for the second: refused; the zero
+    # close at tick 3 is a rejected order for each; the NaN at tick 4 no signal at all
+    assert quiet.metrics["max_positions_skips"] == 6
+    assert quiet.metrics["rejected_orders"] == 2
+    skipped = loud.trades[loud.trades.status == "skipped"]
+    assert sorted(skipped.tick[skipped.reason == "max_positions"]) == [1, 2, 2, 5, 5, 8]
+    assert sorted(skipped.tick[skipped.reason == "no_price"]) == [3, 3]
+    assert [f[:2] for f in fills(quiet)] == [(1, "open_long"), (6, "sell"), (8, "open_long")]
