@@ -43,7 +43,7 @@ from botq.backtest.validate import (
     target_number,
 )
 from botq.errors import MarketDataError, Problem, StrategyError
-from botq.indicators import compute
+from botq.indicators import compute_array
 from botq.market.candles import Candles
 from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES, resample_nb
 
@@ -256,7 +256,7 @@ class Columns:
             spot = cache.reserve(len(names), m.n) if cache is not None and in_store else None
             in_store = spot is not None
             try:
-                frame = compute(
+                block, computed = compute_array(
                     m.candles, names, timeframe=tf, out=None if spot is None else spot[1]
                 )
             except BaseException as exc:
@@ -266,12 +266,9 @@ class Columns:
                     raise
                 problems += self._repath(exc.problems, tf)
                 continue
-            keys = [("ind", tf, nm) for nm in frame.columns]
+            keys = [("ind", tf, nm) for nm in computed]
             if spot is not None and cache is not None:
                 cache.commit(spot[0], keys)
-                block = spot[1]
-            else:
-                block = np.ascontiguousarray(frame.to_numpy(dtype=np.float64, copy=False).T)
             idx = [self.keys[key] for key in keys]
             blocks.append((block, idx))
             for r, j in zip(block, idx, strict=True):

@@ -712,14 +712,29 @@ def compute(
     out: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Compute indicators by name; one column per distinct name, aligned to the candles.
+    See `compute_array` for the parameters; the DataFrame is a view of its array."""
+    block, columns = compute_array(candles, names, timeframe, workers=workers, out=out)
+    return pd.DataFrame(block.T, index=_index(candles, block.shape[1]), columns=columns, copy=False)
+
+
+def compute_array(
+    candles: Any,
+    names: Sequence[str] | str,
+    timeframe: str | None = None,
+    *,
+    workers: int | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Compute indicators by name into a (distinct names x candles) float64 array; returns it
+    and the names of its rows. What `compute` does without building a DataFrame (~0.4 ms per
+    call), for callers that work on arrays (the backtest engine).
 
     candles: a DataFrame with open/high/low/close/volume and a UTC DatetimeIndex, or a
     Candles-like object (attributes open, high, low, close, volume, time). timeframe: compute
     on closed candles of that timeframe (e.g. "1h") and map back without look-ahead (see the
     module docstring). workers: threads to use (default: all cores; 1 = serial). out: a
     float64 array (distinct names x candles, C-contiguous) to write the columns into instead
-    of new memory, for callers that keep columns in a store of their own; the DataFrame is a
-    view of it.
+    of new memory, for callers that keep columns in a store of their own.
     Raises StrategyError (codes INVALID_INDICATOR, INVALID_PERIOD, INVALID_PERIOD_RANGE,
     MISSING_INPUT, INVALID_TIMEFRAME) listing every bad name with its fix.
     """
@@ -796,9 +811,7 @@ def compute(
             K.take_closed_nb(arr, closed, block[j])
         elif arr is not block[j]:
             np.copyto(block[j], arr)
-    return pd.DataFrame(
-        block.T, index=_index(candles, n), columns=[p.name for p in parsed], copy=False
-    )
+    return block, [p.name for p in parsed]
 
 
 def _resample(

@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from botq.errors import MarketDataError, StrategyError
-from botq.indicators import available, compute, names, parse, parse_timeframe, registry
+from botq.indicators import (
+    available,
+    compute,
+    compute_array,
+    names,
+    parse,
+    parse_timeframe,
+    registry,
+)
 from botq.indicators import kernels as K
 from botq.market.timeframes import resample_nb
 
@@ -508,6 +516,10 @@ def test_out_receives_the_columns_and_the_frame_is_a_view_of_it(df: pd.DataFrame
     np.testing.assert_array_equal(hourly[0], compute(df, ["rsi_14"], timeframe="1h")["rsi_14"])
     with pytest.raises(ValueError, match=r"shape \(4, 2000\)"):
         compute(df, wanted, out=np.empty((3, len(df))))
+    # the same numbers as an array, without a DataFrame; duplicates dropped as in compute()
+    block, columns = compute_array(df, [*wanted, "rsi_14"])
+    assert columns == wanted and block.shape == (4, len(df)) and block.flags.c_contiguous
+    np.testing.assert_array_equal(block, expected.to_numpy().T)
 
 
 def test_emas_are_computed_two_at_a_time(df: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
