@@ -114,13 +114,13 @@ def test_a_market_cache_computes_each_column_once_across_compiles(
 
     candles = synthetic("BTC/USD", "2026-01-01", 3000, seed=4)
     asked: list[str] = []
-    real = compile_module.compute
+    real = compile_module.compute_array
 
     def counting(c: object, names: list[str], **kwargs: object) -> object:
         asked.extend(names)
         return real(c, names, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(compile_module, "compute", counting)
+    monkeypatch.setattr(compile_module, "compute_array", counting)
     first = grid(TEMPLATE, {"fast": [3, 5], "slow": [20], "stop": [2]})
     second = grid(TEMPLATE, {"fast": [5, 8], "slow": [20], "stop": [2]})
     market = Market.of(candles, cache_mb=64)
