@@ -374,7 +374,28 @@ def _held_span_nb(
     prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq,
 ):  # fmt: skip
     """Mark a position held unchanged over candles lo..hi to each close. A function of its own:
-    inside the engine's big loop the same lines run several times slower."""
+    inside the engine's big loop the same lines run several times slower. On a long span the
+    returns' sums are taken first in a loop that vectorises (`_return_sums_nb`) and the peak in
+    a scan of its own; a missing close (NaN sums) sends the span through the one-by-one loop."""
+    if hi - lo >= _VECTOR_SPAN:
+        e = cash + hold * close[lo]
+        s1, s2, s3 = _return_sums_nb(close[lo : hi - 1], close[lo + 1 : hi], cash, hold)
+        if s1 == s1 and e == e:
+            r = e / prev_e - 1.0 if prev_e > 0.0 else 0.0
+            down = min(r, 0.0)
+            r_sum += r + s1
+            r_sq += r * r + s2
+            d_sq += down * down + s3
+            cur = close[lo:hi]
+            for k in range(hi - lo):
+                e = cash + hold * cur[k]
+                if keep_equity:
+                    equity[lo + k] = e
+                peak = max(peak, e)
+                if peak - e > max_dd * peak:  # a new deepest drawdown: rare
+                    max_dd = (peak - e) / peak
+                    dd_val = peak - e
+            return cur[hi - lo - 1], e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
     for q in range(lo, hi):
         c = close[q]
         if c == c:
@@ -386,6 +407,28 @@ def _held_span_nb(
             e, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
         )
     return last_px, prev_e, peak, max_dd, dd_val, r_sum, r_sq, d_sq
+
+
+# spans at least this long take the vectorised sums
+_VECTOR_SPAN = 32
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"}, **_NO_NRT)
+def _return_sums_nb(before, after, cash, hold):
+    """Sums of the returns, squared returns and squared downside returns of the value
+    cash + hold * price from each price in `before` to the next in `after`, in any order
+    (reassociation lets them vectorise; they differ from a serial sum in the last bits)."""
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for k in range(before.shape[0]):
+        p = cash + hold * before[k]
+        r = (cash + hold * after[k]) / p - 1.0 if p > 0.0 else 0.0
+        down = min(r, 0.0)
+        s1 += r
+        s2 += r * r
+        s3 += down * down
+    return s1, s2, s3
 
 
 @njit(cache=True, nogil=True, inline="always")
