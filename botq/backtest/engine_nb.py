@@ -2,7 +2,10 @@
 
 `simulate_nb` walks the candles once. Per block of 2048 candles it first works out, with
 tight vectorisable loops, where each action's market triggers (technical, price_change,
-next_candle, consecutive_candles) all hold (`_masks_nb`); then per candle: fill the orders
+next_candle, consecutive_candles) all hold (`_masks_nb`), so that the walk can jump from one
+candle where something may happen to the next, marking the portfolio on the way (while flat,
+while holding positions without per-candle state, and while the book is full, when open_long
+signals are only counted as refused); then, on the candles it stops at: fill the orders
 decided on the previous candle (``fill="next_open"``), update the peaks and extremes of
 trailing triggers for the open positions, evaluate the actions whose market triggers hold, in
 order (open_long once, buy/sell once per managed position, checking the position triggers
