@@ -16,7 +16,7 @@ import pandas as pd
 
 from botq.errors import MarketDataError
 from botq.market.candles import utc_index
-from botq.market.store import PG_EPOCH_US, pair_id_of, to_utc_ns
+from botq.market.store import PG_EPOCH_US, decode_day_rows, pair_id_of, to_utc_ns
 from botq.market.timeframes import timeframe_minutes
 
 if TYPE_CHECKING:
@@ -32,13 +32,17 @@ FROM unnest(%(days)s::date[], %(ns)s::int[], %(tss)s::bytea[], %(values)s::bytea
 ON CONFLICT (pair_id, timeframe, name, day) DO UPDATE
 SET n = EXCLUDED.n, ts = EXCLUDED.ts, value = EXCLUDED.value, computed_at = now()
 """
-SELECT_DAYS = """
-SELECT ts, value FROM botq_indicator_days
-WHERE pair_id = %(pair_id)s AND timeframe = %(timeframe)s AND name = %(name)s
-  AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
-  AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
-ORDER BY day
+# Day rows as a binary COPY stream, read like the candle store's (market.store.decode_day_rows)
+COPY_DAYS_OUT = """
+COPY (
+    SELECT sum(n) OVER ()::int8, n, ts, value FROM botq_indicator_days
+    WHERE pair_id = %(pair_id)s AND timeframe = %(timeframe)s AND name = %(name)s
+      AND day >= coalesce((%(start)s::timestamptz AT TIME ZONE 'UTC')::date, '-infinity')
+      AND day <= coalesce((%(end)s::timestamptz AT TIME ZONE 'UTC')::date, 'infinity')
+    ORDER BY day
+) TO STDOUT (FORMAT BINARY)
 """
+_DAY_COLUMNS = {"ts": (">i8", np.int64), "value": (">f8", np.float64)}
 STORED_NAMES = """
 SELECT d.name, min(d.day), max(d.day), sum(d.n)
 FROM botq_indicator_days d JOIN botq_pairs p ON p.id = d.pair_id
@@ -89,23 +93,24 @@ def load_series(
     start_ns, end_ns = to_utc_ns(start), to_utc_ns(end)
     start_ts = None if start_ns is None else pd.Timestamp(start_ns, tz="UTC")
     end_ts = None if end_ns is None else pd.Timestamp(end_ns, tz="UTC")
+    columns = {"ts": np.empty(0, np.int64), "value": np.empty(0)}
     with db.connection() as conn:
         pair_id = pair_id_of(conn, pair, create=False)
-        rows = []
         if pair_id is not None:
             params = {"pair_id": pair_id, "timeframe": timeframe, "name": name,
                       "start": start_ts, "end": end_ts}  # fmt: skip
-            rows = conn.cursor(binary=True).execute(SELECT_DAYS, params).fetchall()
-    if not rows:
+            with conn.cursor().copy(COPY_DAYS_OUT, params) as copy:
+                columns = decode_day_rows(copy, _DAY_COLUMNS)
+    if not len(columns["ts"]):
         raise MarketDataError(
             f"no stored values of {name!r} for {pair} {timeframe}; compute them with "
             f"db.queue.enqueue('IndicatorCalc', {{'pair': {pair!r}, 'timeframe': "
             f"{timeframe!r}, 'indicators': [{name!r}]}})"
         )
-    us = np.frombuffer(b"".join(r[0] for r in rows), ">i8").astype(np.int64)
-    values = np.frombuffer(b"".join(r[1] for r in rows), ">f8").astype(np.float64)
-    index = utc_index((us + PG_EPOCH_US) * 1000)
-    series = pd.Series(values, index=index, name=name)
+    ns = columns["ts"]
+    ns += PG_EPOCH_US  # in place: microseconds since 2000 -> nanoseconds since 1970
+    ns *= 1000
+    series = pd.Series(columns["value"], index=utc_index(ns), name=name)
     mask = np.ones(len(series), bool)
     if start_ts is not None:
         mask &= series.index >= start_ts

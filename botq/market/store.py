@@ -24,7 +24,7 @@ from botq.market.candles import Candles
 from botq.market.timeframes import NS_PER_MINUTE, timeframe_minutes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     import psycopg
 
@@ -65,6 +65,8 @@ _COLUMN_DTYPES = {
     "volume": ">f8", "trades": ">i4", "vwap": ">f8",
 }  # fmt: skip
 _NATIVE = {name: np.int64 if name in ("ts", "trades") else np.float64 for name in _COLUMN_DTYPES}
+# (packed dtype, native dtype) of each packed column of a COPY_DAYS_OUT row, in order
+_DAY_COLUMNS = {name: (packed, _NATIVE[name]) for name, packed in _COLUMN_DTYPES.items()}
 
 PAIR_ID = """
 WITH found AS (SELECT id FROM botq_pairs WHERE name = %(name)s),
@@ -190,15 +192,20 @@ def encode_copy(pair_id: int, candles: Candles) -> bytes:
     return _HEADER + rows.tobytes() + _TRAILER
 
 
-def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str, np.ndarray]:
-    """Candle columns from the binary COPY stream of COPY_DAYS_OUT.
+def decode_day_rows(
+    messages: Iterable[bytes | bytearray | memoryview],
+    columns: Mapping[str, tuple[str, type[np.generic]]],
+) -> dict[str, np.ndarray]:
+    """Columns from the binary COPY stream of day-packed rows read as
+    ``SELECT sum(n) OVER ()::int8, n, <packed columns...>``; `columns` gives each packed
+    column's (big-endian dtype, native dtype), in order.
 
     PostgreSQL sends one COPY message per day row (the file header and trailer may come alone
-    or with a row). The columns are allocated at the first row (which says how many candles
+    or with a row). The columns are allocated at the first row (which says how many values
     follow), and each day's packed bytes are byte-swapped straight from its message into
     them as it arrives: no join, no per-value copy, decoding overlaps the server's sending.
     """
-    out = {name: np.empty(0, _NATIVE[name]) for name in _COLUMN_DTYPES}
+    out = {name: np.empty(0, native) for name, (_, native) in columns.items()}
     pos = 0
     for message in messages:
         view = memoryview(message)
@@ -209,17 +216,24 @@ def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str,
             (fields,) = _INT2.unpack_from(view, offset)
             if fields == -1:  # trailer
                 break
-            if fields != 2 + len(_COLUMN_DTYPES):
+            if fields != 2 + len(columns):
                 raise MarketDataError(f"unexpected day row with {fields} fields in the COPY stream")
             _, total, _, n = _TOTAL_N.unpack_from(view, offset + 2)
             offset += 2 + _TOTAL_N.size
             if pos == 0:
-                out = {name: np.empty(total, _NATIVE[name]) for name in _COLUMN_DTYPES}
-            for name, dtype in _COLUMN_DTYPES.items():
+                out = {name: np.empty(total, native) for name, (_, native) in columns.items()}
+            for name, (packed, _) in columns.items():
                 (size,) = _INT4.unpack_from(view, offset)
-                out[name][pos : pos + n] = np.frombuffer(view, dtype, n, offset + 4)
+                out[name][pos : pos + n] = np.frombuffer(view, packed, n, offset + 4)
                 offset += 4 + size
             pos += n
+    return out
+
+
+def decode_days(messages: Iterable[bytes | bytearray | memoryview]) -> dict[str, np.ndarray]:
+    """Candle columns from the binary COPY stream of COPY_DAYS_OUT (see `decode_day_rows`),
+    times as int64 ns since 1970."""
+    out = decode_day_rows(messages, _DAY_COLUMNS)
     time = out.pop("ts")
     time += PG_EPOCH_US  # in place: microseconds since 2000 -> nanoseconds since 1970
     time *= 1000
