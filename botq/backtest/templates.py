@@ -73,6 +73,8 @@ def _fmt(v: Any) -> str:
 
 def _fill(obj: Any, values: Mapping[str, Any]) -> Any:
     if isinstance(obj, str):
+        if "{" not in obj:  # most strings of a template: no regex needed
+            return obj
         whole = _PLACEHOLDER.fullmatch(obj)
         if whole and whole.group(1) in values:
             return values[whole.group(1)]
