@@ -184,32 +184,44 @@ _BANDS = 2  # o0 = mean + width * std, o2 = mean - width * std, o1 = mean unless
 _ZSCORE = 3  # o0 = (x - mean) / std, NaN where std is 0
 
 
+# Bars per block of _mean_m2_run's sequential pass: its means and variances (2 x 4 KB) stay in
+# L1 until the block's outputs are written.
+_CHUNK = 512
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _emit(
+def _finish(
     mode: int,
-    xj: float,
-    mean: float,
-    var: float,
+    x: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
     width: float,
     o0: np.ndarray,
     o1: np.ndarray,
     o2: np.ndarray,
-    j: int,
+    m: int,
 ) -> None:
-    """Write bar j's outputs for `mode` from its window mean and variance (see _VAR ...)."""
+    """Write the outputs of `mode` (see _VAR ...) for bars 0..m-1 from their window means and
+    variances. Kept out of the sequential pass so that these loops have no loop-carried
+    dependency: LLVM vectorises them, taking square roots and divisions four at a time."""
     if mode == _VAR:
-        o0[j] = var
+        for j in range(m):
+            o0[j] = var[j]
     elif mode == _STD:
-        o0[j] = np.sqrt(var)
+        for j in range(m):
+            o0[j] = np.sqrt(var[j])
     elif mode == _BANDS:
-        d = np.sqrt(var) * width
-        o0[j] = mean + d
-        o2[j] = mean - d
+        for j in range(m):
+            d = np.sqrt(var[j]) * width
+            o0[j] = mean[j] + d
+            o2[j] = mean[j] - d
         if o1.shape[0]:
-            o1[j] = mean
+            for j in range(m):
+                o1[j] = mean[j]
     else:
-        sd = np.sqrt(var)
-        o0[j] = (xj - mean) / sd if sd > 0.0 else np.nan
+        for j in range(m):
+            sd = np.sqrt(var[j])
+            o0[j] = (x[j] - mean[j]) / sd if sd > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -219,6 +231,105 @@ def _emit_nan(mode: int, o0: np.ndarray, o1: np.ndarray, o2: np.ndarray, lo: int
         o2[lo:hi] = np.nan
         if o1.shape[0]:
             o1[lo:hi] = np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _sq_steps(
+    xa: np.ndarray, xb: np.ndarray, c: float, d1: np.ndarray, d2: np.ndarray, m: int
+) -> float:
+    """The first m steps of the centred running sums: d1[j] = a - b, d2[j] = a**2 - b**2 with
+    a = xa[j] - c entering and b = xb[j] - c leaving; returns the sum of a**2 + b**2 (what
+    the sum of squares absorbs). No loop-carried dependency but the total, which may be
+    reassociated, so LLVM vectorises it."""
+    acc = 0.0
+    for j in range(m):
+        a = xa[j] - c
+        b = xb[j] - c
+        a2 = a * a
+        b2 = b * b
+        d1[j] = a - b
+        d2[j] = a2 - b2
+        acc += a2 + b2
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scan2(v1: np.ndarray, v2: np.ndarray, t1: float, t2: float, m: int) -> tuple[float, float]:
+    """In place, v1 and v2 become running sums starting from t1 and t2 (v[j] = t + v[0] + ...
+    + v[j]). Two steps per iteration, t += (v[j] + v[j + 1]), so the dependency chain is
+    one addition per two bars; returns the final sums."""
+    j = 0
+    while j + 1 < m:
+        a0 = v1[j]
+        b0 = v2[j]
+        v1[j] = t1 + a0
+        v2[j] = t2 + b0
+        t1 += a0 + v1[j + 1]
+        t2 += b0 + v2[j + 1]
+        v1[j + 1] = t1
+        v2[j + 1] = t2
+        j += 2
+    if j < m:
+        t1 += v1[j]
+        t2 += v2[j]
+        v1[j] = t1
+        v2[j] = t2
+    return t1, t2
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _total(v: np.ndarray, m: int) -> float:
+    """v[0] + ... + v[m-1], reassociated (vectorised); for error bounds, not for results."""
+    acc = 0.0
+    for j in range(m):
+        acc += v[j]
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mean_m2_steps(
+    x: np.ndarray,
+    s: int,
+    p: int,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    j0: int,
+    j1: int,
+    c: float,
+    s1: float,
+    s2: float,
+    err4: float,
+    mb: np.ndarray,
+    vb: np.ndarray,
+    idn: float,
+) -> tuple[float, float, float, float, int]:
+    """Bars j0..j1-1 of _mean_m2_run one at a time, checking the rounding bound at every bar
+    and re-summing exactly where it fails. Returns the new (c, s1, s2, err4) and the bar of
+    the first NaN (j1 if none; the bars before it are in mb, vb)."""
+    ip = 1.0 / p
+    tol4 = 4.0 * _TOL
+    for j in range(j0, j1):
+        xj = xa[j]
+        a = xj - c
+        b = xb[j] - c
+        s1 += a - b
+        a2 = a * a
+        b2 = b * b
+        s2 += a2 - b2
+        # eps * err4 bounds the rounding of s2 and of s1**2/p (2|s1|(|a|+|b|+|s1|)/p per
+        # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
+        err4 += (a2 + b2) + s2
+        m2 = s2 - s1 * s1 * ip
+        # one test for both rare cases: a NaN makes m2 NaN, and NaN >= anything is False
+        if not m2 >= tol4 * err4:
+            if np.isnan(xj):
+                return c, s1, s2, err4, j
+            c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
+            m2 = s2 - s1 * s1 * ip
+            err4 = 0.0
+        mb[j - j0] = c + s1 * ip
+        vb[j - j0] = max(m2, 0.0) * idn
+    return c, s1, s2, err4, j1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -239,8 +350,17 @@ def _mean_m2_run(
     in the same pass, so no intermediate array is stored.
 
     Sums are kept about a centre c near the window mean (set at each exact re-sum), so no
-    digits are lost to the price level; a rounding-error bound triggers an exact two-pass
-    re-sum when needed (flat windows after a move therefore give exactly 0).
+    digits are lost to the price level. eps * err4 bounds the rounding error of M2, where err4
+    adds up what the sums absorb (see _mean_m2_steps); where M2 < 4e-7 err4 the window is
+    re-summed exactly (two-pass), so flat windows after a move give exactly 0.
+
+    Blocks of _CHUNK bars (at least p) take a fast path: the updates of the whole block in
+    vectorised loops, the two running sums in a loop of two bars per step (the only
+    dependency chains), then the block's err4 and a check of the bound at every bar against
+    that end-of-block err4 (a stricter test, err4 only grows), vectorised again. Each block
+    starts re-centred (an exact re-sum). A block that fails the check (a NaN, a re-sum due)
+    is redone bar by bar by _mean_m2_steps. _finish turns each block's means and variances
+    into outputs.
     """
     w = min(s + p, e)
     k = _warm(x, s, w, o0)
@@ -250,9 +370,14 @@ def _mean_m2_run(
     _emit_nan(mode, o0, o1, o2, s, w - 1)
     ip = 1.0 / p
     idn = 1.0 / (p - ddof)
+    chunk = max(_CHUNK, p)  # so that re-centring each block costs at most ~3 steps per bar
+    mb = np.empty(chunk, dtype=np.float64)
+    vb = np.empty(chunk, dtype=np.float64)
     c, s1, s2 = _exact_centred(x, s, w)
-    m2 = max(s2 - s1 * s1 * ip, 0.0)
-    _emit(mode, x[w - 1], c + s1 * ip, m2 * idn, width, o0, o1, o2, w - 1)
+    mb[0] = c + s1 * ip
+    vb[0] = max(s2 - s1 * s1 * ip, 0.0) * idn
+    g = w - 1
+    _finish(mode, x[g:w], mb, vb, width, o0[g:w], o1[g:w], o2[g:w], 1)
     xa = x[w:e]
     xb = x[s : e - p]
     v0 = o0[w:e]
@@ -260,28 +385,38 @@ def _mean_m2_run(
     v2 = o2[w:e]
     err4 = 0.0
     tol4 = 4.0 * _TOL
-    for j in range(xa.shape[0]):
-        xj = xa[j]
-        a = xj - c
-        b = xb[j] - c
-        s1 += a - b
-        a2 = a * a
-        b2 = b * b
-        s2 += a2 - b2
-        # eps * err4 bounds the rounding of s2 and of s1**2/p (2|s1|(|a|+|b|+|s1|)/p per
-        # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
-        err4 += (a2 + b2) + s2
-        m2 = s2 - s1 * s1 * ip
-        # one test for both rare cases: a NaN makes m2 NaN, and NaN >= anything is False
-        if not m2 >= tol4 * err4:
-            if np.isnan(xj):
-                return w + j
-            c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
-            m2 = s2 - s1 * s1 * ip
+    n = xa.shape[0]
+    for j0 in range(0, n, chunk):
+        j1 = min(j0 + chunk, n)
+        m = j1 - j0
+        if j0 > 0:  # re-centre: a drifted centre would fail the check of ~1/4 of the blocks
+            c, s1, s2 = _exact_centred(x, s + j0, s + j0 + p)
             err4 = 0.0
-        if m2 < 0.0:
-            m2 = 0.0
-        _emit(mode, xj, c + s1 * ip, m2 * idn, width, v0, v1, v2, j)
+        xc = xa[j0:j1]
+        bc = xb[j0:j1]
+        e4 = err4 + _sq_steps(xc, bc, c, mb, vb, m)
+        t1, t2 = _scan2(mb, vb, s1, s2, m)  # mb, vb hold the running sums until checked
+        e4 += _total(vb, m)
+        thr = tol4 * e4
+        bad = 0
+        for j in range(m):
+            u = mb[j]
+            m2 = vb[j] - u * u * ip
+            bad += not m2 >= thr  # also counts NaN
+            mb[j] = c + u * ip
+            vb[j] = m2 * idn
+        stop = j1
+        if bad == 0:
+            s1 = t1
+            s2 = t2
+            err4 = e4
+        else:
+            c, s1, s2, err4, stop = _mean_m2_steps(
+                x, s, p, xa, xb, j0, j1, c, s1, s2, err4, mb, vb, idn
+            )
+        _finish(mode, xa[j0:stop], mb, vb, width, v0[j0:stop], v1[j0:stop], v2[j0:stop], stop - j0)
+        if stop < j1:
+            return w + stop
     return e
 
 
