@@ -4,8 +4,9 @@ Conventions shared with ``_classic_nb``: float64 in, float64 out, warm-up is NaN
 NaN-free run of bars is computed as its own series (a window never spans a NaN, so a gap
 costs one warm-up). Means, variances, skewness, kurtosis and autocorrelation use O(1)
 updates of sums about a centre near the window mean, re-summed exactly (two-pass) whenever a
-rounding-error bound says so (skewness and kurtosis also once per window, autocorrelation
-every 8 windows); a window of equal values is exactly flat.
+rounding-error bound says so (skewness and kurtosis bound the sums of 3rd and 4th powers too,
+and re-centre every block of 512 bars; autocorrelation re-sums every 8 windows); a window of
+equal values is exactly flat.
 Percentile rank, regimes and half-life are O(period) per bar, Hurst O(2 period), exactly.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from botq.indicators._classic_nb import (
+    _CHUNK,
     _TOL,
     _ZSCORE,
     _alloc,
@@ -26,6 +28,8 @@ from botq.indicators._classic_nb import (
     _nan_like,
     _rolling_mean_run,
     _run1,
+    _scan2,
+    _warm,
     rolling_std_nb,
     rolling_var_nb,
 )
@@ -475,79 +479,274 @@ def _exact_moments(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float
     return c, s1, s2, s3, s4
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _moments_run(x: np.ndarray, s: int, e: int, p: int, kurt: bool, out: np.ndarray) -> None:
-    """Rolling sample skewness (kurt False) or excess kurtosis over the NaN-free run [s, e).
+# Moments re-sum a window when a sum's rounding bound could exceed eps / _TOL_M ~ 2e-10 of
+# the scale its output needs (M2 for the variance, M2 * sd for M3, M2 * var for M4), and
+# re-centre when the centre is more than sqrt(_CENTRE_VARS) = 4 standard deviations from the
+# window mean (the central moments from shifted sums would cancel).
+_TOL_M = 1e-6
+_CENTRE_VARS = 16.0
 
-    O(1) per bar: sums of powers of d = x - c about a centre c near the window mean, re-summed
-    exactly every p bars (bounding drift) and whenever the variance's rounding bound could
-    exceed 1e-7 of it (as _mean_m2_run). A flat window (exactly, after a re-sum) gives NaN.
-    """
-    if e - s < p:
-        return
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _moment_steps(
+    xa: np.ndarray,
+    xb: np.ndarray,
+    c: float,
+    d1: np.ndarray,
+    d2: np.ndarray,
+    d3: np.ndarray,
+    d4: np.ndarray,
+    m: int,
+) -> tuple[float, float, float]:
+    """The first m updates of the sums of d**k, d = x - c: dk[j] = a**k - b**k with a =
+    xa[j] - c entering and b = xb[j] - c leaving. Returns what the sums of squares, cubes and
+    fourth powers absorb (sums of a**k + b**k, in absolute value); reassociated, vectorised."""
+    e2 = 0.0
+    e3 = 0.0
+    e4 = 0.0
+    for j in range(m):
+        a = xa[j] - c
+        b = xb[j] - c
+        a2 = a * a
+        b2 = b * b
+        a3 = a2 * a
+        b3 = b2 * b
+        a4 = a2 * a2
+        b4 = b2 * b2
+        d1[j] = a - b
+        d2[j] = a2 - b2
+        d3[j] = a3 - b3
+        d4[j] = a4 - b4
+        e2 += a2 + b2
+        e3 += abs(a3) + abs(b3)
+        e4 += a4 + b4
+    return e2, e3, e4
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _abs_total(v: np.ndarray, m: int) -> float:
+    """|v[0]| + ... + |v[m-1]|, reassociated (vectorised); for error bounds."""
+    acc = 0.0
+    for j in range(m):
+        acc += abs(v[j])
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _skew_out(
+    p: int, s1: float, s2: float, s3: float, e2: float, e3: float, out: np.ndarray, j: int
+) -> bool:
+    """out[j] = sample skewness from the centred sums of one window (NaN when the variance is
+    not positive); False if the rounding bounds e2, e3 or the centre fail their checks (see
+    _TOL_M), and the window must be re-summed."""
     nn = float(p)
     ip = 1.0 / nn
-    adj_skew = math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)
-    c, s1, s2, s3, s4 = _exact_moments(x, s, s + p)
-    err = 0.0
-    since = 0
-    for i in range(s + p - 1, e):
-        if i >= s + p:
-            a = x[i] - c
-            b = x[i - p] - c
-            a2 = a * a
-            b2 = b * b
-            s1 += a - b
-            s2 += a2 - b2
-            s3 += a2 * a - b2 * b
-            s4 += a2 * a2 - b2 * b2
-            err += 3.0 * (a2 + b2 + s1 * s1 * ip) + s2
-            since += 1
-            if since >= p or s2 - s1 * s1 * ip < _TOL * err:
-                c, s1, s2, s3, s4 = _exact_moments(x, i - p + 1, i + 1)
-                err = 0.0
-                since = 0
-        mu = s1 * ip
-        m2 = s2 * ip - mu * mu
-        if m2 <= 0.0 or s2 == 0.0:
-            out[i] = np.nan
-        elif kurt:
-            mu2 = mu * mu
-            m4 = s4 * ip - 4.0 * mu * s3 * ip + 6.0 * mu2 * s2 * ip - 3.0 * mu2 * mu2
-            g2 = m4 / (m2 * m2) - 3.0
-            out[i] = ((nn + 1.0) * g2 + 6.0) * (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))
-        else:
-            m3 = s3 * ip - 3.0 * mu * s2 * ip + 2.0 * mu * mu * mu
-            out[i] = adj_skew * m3 / (m2 * math.sqrt(m2))
-    return
+    mu = s1 * ip
+    m2 = s2 * ip - mu * mu
+    big2 = s2 - s1 * mu
+    sd = np.sqrt(m2)
+    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * sd >= _TOL_M * e3)
+    m3 = s3 * ip - 3.0 * mu * s2 * ip + 2.0 * mu * mu * mu
+    v = (math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)) * (m3 / (m2 * sd))
+    out[j] = v if m2 > 0.0 and s2 != 0.0 else np.nan
+    return ok
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def skew_nb(x: np.ndarray, period: int) -> np.ndarray:
+def _kurt_out(
+    p: int,
+    s1: float,
+    s2: float,
+    s3: float,
+    s4: float,
+    e2: float,
+    e4: float,
+    out: np.ndarray,
+    j: int,
+) -> bool:
+    """out[j] = sample excess kurtosis, as _skew_out (checks e2, e4 and the centre)."""
+    nn = float(p)
+    ip = 1.0 / nn
+    mu = s1 * ip
+    m2 = s2 * ip - mu * mu
+    big2 = s2 - s1 * mu
+    mu2 = mu * mu
+    ok = (big2 >= _TOL_M * e2) & (mu2 <= _CENTRE_VARS * m2) & (big2 * m2 >= _TOL_M * e4)
+    m4 = s4 * ip - 4.0 * mu * s3 * ip + 6.0 * mu2 * s2 * ip - 3.0 * mu2 * mu2
+    g2 = m4 / (m2 * m2) - 3.0
+    k = (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))  # G2 = (n+1) k g2 + 6 k: no division per bar
+    out[j] = ((nn + 1.0) * k) * g2 + 6.0 * k if m2 > 0.0 and s2 != 0.0 else np.nan
+    return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moment_out(
+    kurt: bool,
+    p: int,
+    s1: float,
+    s2: float,
+    s3: float,
+    s4: float,
+    e2: float,
+    e3: float,
+    e4: float,
+    out: np.ndarray,
+    j: int,
+) -> bool:
+    """_kurt_out if kurt, else _skew_out."""
+    if kurt:
+        return _kurt_out(p, s1, s2, s3, s4, e2, e4, out, j)
+    return _skew_out(p, s1, s2, s3, e2, e3, out, j)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_block(
+    kurt: bool,
+    p: int,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    s3: np.ndarray,
+    s4: np.ndarray,
+    e2: float,
+    e3: float,
+    e4: float,
+    out: np.ndarray,
+    m: int,
+) -> int:
+    """_moment_out for bars 0..m-1 of a block from its running sums, all checked against the
+    block's final bounds; returns how many failed. Branch-free loops, which LLVM vectorises."""
+    bad = 0
+    if kurt:
+        for j in range(m):
+            bad += not _kurt_out(p, s1[j], s2[j], s3[j], s4[j], e2, e4, out, j)
+    else:
+        for j in range(m):
+            bad += not _skew_out(p, s1[j], s2[j], s3[j], e2, e3, out, j)
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_steps(
+    x: np.ndarray,
+    s: int,
+    p: int,
+    kurt: bool,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    j0: int,
+    j1: int,
+    c: float,
+    s1: float,
+    s2: float,
+    s3: float,
+    s4: float,
+    o: np.ndarray,
+) -> int:
+    """Bars j0..j1-1 of _moments_run one at a time from the exact sums at j0, checking the
+    bounds at every bar and re-summing exactly where they fail. Returns the bar of the first
+    NaN (j1 if none)."""
+    e2 = 0.0
+    e3 = 0.0
+    e4 = 0.0
+    for j in range(j0, j1):
+        a = xa[j] - c
+        b = xb[j] - c
+        a2 = a * a
+        b2 = b * b
+        s1 += a - b
+        s2 += a2 - b2
+        s3 += a2 * a - b2 * b
+        s4 += a2 * a2 - b2 * b2
+        e2 += a2 + b2 + abs(s2)
+        e3 += abs(a2 * a) + abs(b2 * b) + abs(s3)
+        e4 += a2 * a2 + b2 * b2 + abs(s4)
+        if not _moment_out(kurt, p, s1, s2, s3, s4, e2, e3, e4, o, j):
+            if np.isnan(xa[j]):
+                return j
+            c, s1, s2, s3, s4 = _exact_moments(x, s + j + 1, s + j + 1 + p)
+            e2 = 0.0
+            e3 = 0.0
+            e4 = 0.0
+            _moment_out(kurt, p, s1, s2, s3, s4, e2, e3, e4, o, j)
+    return j1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_run(x: np.ndarray, s: int, e: int, p: int, kurt: bool, out: np.ndarray) -> int:
+    """Rolling sample skewness (kurt False) or excess kurtosis along the run from s (x[s] is
+    not NaN) until the first NaN or e; returns where it stopped.
+
+    O(1) per bar: sums of d**k (k = 1..4) with d = x - c, c the mean of an exactly re-summed
+    window, in blocks of _CHUNK bars (at least p), each starting with an exact re-sum: the
+    updates of the whole block in vectorised loops (_moment_steps), the four running sums two
+    bars per step (_scan2), then outputs and checks in a vectorised loop (_moments_block):
+    every bar's sums must pass the rounding bounds (see _TOL_M) accumulated to the end of the
+    block. A block that fails (also: a NaN) is redone bar by bar (_moments_steps), re-summing
+    exactly where a bar fails, e.g. when a spike leaves the window. A flat window (exactly,
+    after a re-sum) gives NaN.
+    """
+    w = min(s + p, e)
+    k = _warm(x, s, w, out)
+    if k < w or w - s < p:
+        out[s:k] = np.nan
+        return k
+    out[s : w - 1] = np.nan
+    c, s1, s2, s3, s4 = _exact_moments(x, s, w)
+    _moment_out(kurt, p, s1, s2, s3, s4, 0.0, 0.0, 0.0, out, w - 1)
+    xa = x[w:e]
+    xb = x[s : e - p]
+    o = out[w:e]
+    n = xa.shape[0]
+    chunk = max(_CHUNK, p)
+    b1 = np.empty(chunk, dtype=np.float64)
+    b2 = np.empty(chunk, dtype=np.float64)
+    b3 = np.empty(chunk, dtype=np.float64)
+    b4 = np.empty(chunk, dtype=np.float64)
+    for j0 in range(0, n, chunk):
+        j1 = min(j0 + chunk, n)
+        m = j1 - j0
+        if j0 > 0:
+            c, s1, s2, s3, s4 = _exact_moments(x, s + j0, s + j0 + p)
+        e2, e3, e4 = _moment_steps(xa[j0:j1], xb[j0:j1], c, b1, b2, b3, b4, m)
+        _scan2(b1, b2, s1, s2, m)
+        _scan2(b3, b4, s3, s4, m)
+        e2 += _abs_total(b2, m)
+        e3 += _abs_total(b3, m)
+        e4 += _abs_total(b4, m)
+        if _moments_block(kurt, p, b1, b2, b3, b4, e2, e3, e4, o[j0:j1], m):
+            stop = _moments_steps(x, s, p, kurt, xa, xb, j0, j1, c, s1, s2, s3, s4, o)
+            if stop < j1:
+                return w + stop
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments(x: np.ndarray, period: int, kurt: bool, out: np.ndarray | None) -> np.ndarray:
+    """_moments_run over every NaN-free run of x (NaN at NaN bars)."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
+    while i < n:
+        if np.isnan(x[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _moments_run(x, i, n, period, kurt, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def skew_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling sample skewness, adjusted Fisher-Pearson G1 = sqrt(n(n-1)) / (n-2) * m3 / m2^1.5
     (pandas rolling skew, scipy.stats.skew(bias=False)); NaN on a flat window; n >= 3."""
-    out = _nan_like(x)
-    i = 0
-    n = x.shape[0]
-    while i < n:
-        s, e = _run1(x, i)
-        _moments_run(x, s, e, period, False, out)
-        i = e
-    return out
+    return _moments(x, period, x.shape[0] < 0, out)  # a non-literal False: one compilation
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def kurt_nb(x: np.ndarray, period: int) -> np.ndarray:
+def kurt_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling sample excess kurtosis G2 = ((n+1) g2 + 6)(n-1) / ((n-2)(n-3)), g2 = m4/m2^2 - 3
     (pandas rolling kurt, scipy.stats.kurtosis(bias=False)); NaN on a flat window; n >= 4."""
-    out = _nan_like(x)
-    i = 0
-    n = x.shape[0]
-    while i < n:
-        s, e = _run1(x, i)
-        _moments_run(x, s, e, period, True, out)
-        i = e
-    return out
+    return _moments(x, period, x.shape[0] >= 0, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
