@@ -286,6 +286,15 @@ def _total(v: np.ndarray, m: int) -> float:
     return acc
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _abs_total(v: np.ndarray, m: int) -> float:
+    """|v[0]| + ... + |v[m-1]|, reassociated (vectorised); for error bounds, not results."""
+    acc = 0.0
+    for j in range(m):
+        acc += abs(v[j])
+    return acc
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _mean_m2_steps(
     x: np.ndarray,
