@@ -277,6 +277,22 @@ def _scan2(v1: np.ndarray, v2: np.ndarray, t1: float, t2: float, m: int) -> tupl
     return t1, t2
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scan1(v: np.ndarray, t: float, m: int) -> float:
+    """_scan2 for one array."""
+    j = 0
+    while j + 1 < m:
+        a0 = v[j]
+        v[j] = t + a0
+        t += a0 + v[j + 1]
+        v[j + 1] = t
+        j += 2
+    if j < m:
+        t += v[j]
+        v[j] = t
+    return t
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 def _total(v: np.ndarray, m: int) -> float:
     """v[0] + ... + v[m-1], reassociated (vectorised); for error bounds, not for results."""

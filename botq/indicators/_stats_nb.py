@@ -5,8 +5,8 @@ NaN-free run of bars is computed as its own series (a window never spans a NaN, 
 costs one warm-up). Means, variances, skewness, kurtosis and autocorrelation use O(1)
 updates of sums about a centre near the window mean, re-summed exactly (two-pass) whenever a
 rounding-error bound says so (skewness and kurtosis bound the sums of 3rd and 4th powers too,
-and re-centre every block of 512 bars; autocorrelation re-sums every 8 windows); a window of
-equal values is exactly flat.
+and re-centre every block of 512 bars, as does autocorrelation); a window of equal values is
+exactly flat.
 Percentile rank, regimes and half-life are O(period) per bar, Hurst O(2 period), exactly.
 """
 
@@ -28,6 +28,7 @@ from botq.indicators._classic_nb import (
     _mean_m2,
     _nan_like,
     _run1,
+    _scan1,
     _scan2,
     _warm,
     rolling_std_nb,
@@ -772,8 +773,9 @@ def kurt_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.nda
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
-    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
+def _autocorr_steps(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
+    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e),
+    bar by bar (_autocorr_run's fallback).
 
     O(1) per bar with co-moment sums about a common centre c, re-summed exactly whenever either
     variance's rounding bound could exceed 1e-7 of it (|cov| <= sqrt(va vb), so that bound also
@@ -840,19 +842,147 @@ def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarr
         out[t] = cov / math.sqrt(va * vb) if va > 0.0 and vb > 0.0 else np.nan
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _corr_steps(
+    x: np.ndarray,
+    t0: int,
+    t1: int,
+    lag: int,
+    w: int,
+    c: float,
+    da: np.ndarray,
+    daa: np.ndarray,
+    dab: np.ndarray,
+) -> tuple[float, float]:
+    """The updates of _autocorr_run's sums for the block of bars [t0, t1): da[k], daa[k] for
+    the window of x ending at t0 - lag + k (k >= 1; x enters, x lag bars back leaves), dab[i]
+    for the co-moment at t0 + i (i >= 1), all about c. Returns what the sums of squares and
+    the co-moment absorb (sums of magnitudes); reassociated, vectorised."""
+    # views indexed from 0, so that LLVM drops numba's negative-index wraparound and vectorises
+    n1 = t1 - t0 + lag - 1
+    xe = x[t0 - lag + 1 : t1]
+    xl = x[t0 - lag + 1 - w : t1 - w]
+    d1 = da[1:]
+    d2 = daa[1:]
+    ea = 0.0
+    for k in range(n1):
+        a = xe[k] - c
+        r = xl[k] - c
+        d1[k] = a - r
+        d2[k] = a * a - r * r
+        ea += a * a + r * r
+    n2 = t1 - t0 - 1
+    ya = x[t0 + 1 : t1]
+    yb = x[t0 + 1 - lag : t1 - lag]
+    ra_ = x[t0 + 1 - w : t1 - w]
+    rb_ = x[t0 + 1 - w - lag : t1 - w - lag]
+    d3 = dab[1:]
+    eab = 0.0
+    for i in range(n2):
+        ab = (ya[i] - c) * (yb[i] - c)
+        rab = (ra_[i] - c) * (rb_[i] - c)
+        d3[i] = ab - rab
+        eab += abs(ab) + abs(rab)
+    return ea, eab
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def autocorr_nb(x: np.ndarray, lag: int, window: int) -> np.ndarray:
+def _corr_block(
+    lag: int,
+    w: int,
+    sa: np.ndarray,
+    saa: np.ndarray,
+    sab: np.ndarray,
+    ea: float,
+    eab: float,
+    out: np.ndarray,
+    m: int,
+) -> int:
+    """Correlations of bars 0..m-1 of a block from the running sums (the lagged side's sums
+    are the same window sums lag entries earlier); returns how many fail the checks (as
+    _skew_out: each variance >= _TOL_M times its bound, centre within 4 sd, and the
+    co-moment's bound against sqrt(va vb)). Branch-free, vectorised."""
+    iw = 1.0 / w
+    bad = 0
+    xa1 = sa[lag : lag + m]  # views indexed from 0 (see _corr_steps)
+    xa2 = saa[lag : lag + m]
+    for i in range(m):
+        a1 = xa1[i]
+        a2 = xa2[i]
+        b1 = sa[i]
+        b2 = saa[i]
+        va = a2 - a1 * a1 * iw
+        vb = b2 - b1 * b1 * iw
+        cov = sab[i] - a1 * b1 * iw
+        den = np.sqrt(va * vb)
+        ok = (va >= _TOL_M * ea) & (vb >= _TOL_M * ea) & (den >= _TOL_M * eab)
+        ok &= (a1 * a1 <= _CENTRE_VARS * w * va) & (b1 * b1 <= _CENTRE_VARS * w * vb)
+        bad += not ok
+        out[i] = cov / den if (va > 0.0) & (vb > 0.0) else np.nan
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
+    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
+
+    In blocks of _CHUNK bars (at least w + lag): sums about the mean c of the window at the
+    block start, which is summed exactly; the window sums of x and x**2 are run from the
+    window ending lag bars before the block, so those of the lagged side are the same sums
+    lag entries back, and the co-moment is run from the block start (_corr_steps, then
+    _scan2 / _scan1: two bars per step). Outputs and checks in a vectorised loop (_corr_block);
+    a block that fails (a side flat or nearly, a spike leaving) is redone bar by bar
+    (_autocorr_steps). NaN when either side is flat.
+    """
+    first = s + w + lag - 1
+    if first >= e:
+        return
+    chunk = max(_CHUNK, w + lag)
+    da = np.empty(chunk + lag, dtype=np.float64)
+    daa = np.empty(chunk + lag, dtype=np.float64)
+    dab = np.empty(chunk, dtype=np.float64)
+    for t0 in range(first, e, chunk):
+        t1 = min(t0 + chunk, e)
+        m = t1 - t0
+        c, flat = _centre(x, t0 - w + 1, t0 + 1)
+        xw = x[t0 - lag - w + 1 : t0 - lag + 1]  # the first window of the block's x-side sums
+        a1 = 0.0
+        a2 = 0.0
+        for j in range(w):
+            d = xw[j] - c
+            a1 += d
+            a2 += d * d
+        xa = x[t0 - w + 1 : t0 + 1]
+        xb = x[t0 - w + 1 - lag : t0 + 1 - lag]
+        ab = 0.0
+        for j in range(w):
+            ab += (xa[j] - c) * (xb[j] - c)
+        ea, eab = _corr_steps(x, t0, t1, lag, w, c, da, daa, dab)
+        da[0] = a1
+        daa[0] = a2
+        dab[0] = ab
+        _scan2(da, daa, 0.0, 0.0, m + lag)
+        _scan1(dab, 0.0, m)
+        ea += _abs_total(daa, m + lag)
+        eab += _abs_total(dab, m)
+        if flat or _corr_block(lag, w, da, daa, dab, ea, eab, out[t0:t1], m):
+            _autocorr_steps(x, t0 - w - lag + 1, t1, lag, w, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def autocorr_nb(x: np.ndarray, lag: int, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling autocorrelation at `lag`: Pearson correlation of x[j] with x[j - lag] over the
     last `window` values of j (pandas x.rolling(window).corr(x.shift(lag))); NaN when either
     side is flat. Lookback window + lag - 1."""
-    out = _nan_like(x)
-    i = 0
     n = x.shape[0]
+    res = _alloc(out, n)
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
-        _autocorr_run(x, s, e, lag, window, out)
+        res[i : min(s + window + lag - 1, e)] = np.nan
+        _autocorr_run(x, s, e, lag, window, res)
         i = e
-    return out
+    return res
 
 
 __all__ = [

@@ -335,7 +335,7 @@ _EVAL: dict[str, Callable[..., Any]] = {
     "vwap": lambda o, h, lo, c, v, session: K.vwap_nb(h, lo, c, v, session, o(0)),
     "skew": lambda o, r, p: K.skew_nb(r, p, o(0)),
     "kurt": lambda o, r, p: K.kurt_nb(r, p, o(0)),
-    "autocorr": lambda o, r, lag, w: K.autocorr_nb(r, lag, w),
+    "autocorr": lambda o, r, lag, w: K.autocorr_nb(r, lag, w, o(0)),
 }
 
 
