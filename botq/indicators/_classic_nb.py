@@ -96,6 +96,87 @@ def _warm(x: np.ndarray, s: int, w: int, out: np.ndarray) -> int:
     return w
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _magnitude(xa: np.ndarray, xb: np.ndarray, m: int) -> float:
+    """Sum of |xa[j]| + |xb[j]| for j < m, reassociated (vectorised); for error bounds."""
+    acc = 0.0
+    for j in range(m):
+        acc += abs(xa[j]) + abs(xb[j])
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _count_below(v: np.ndarray, thr: float, m: int) -> int:
+    """How many of |v[0]|, ..., |v[m-1]| are below thr or NaN (vectorised)."""
+    bad = 0
+    for j in range(m):
+        bad += not abs(v[j]) >= thr
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mean_steps(
+    x: np.ndarray,
+    s: int,
+    p: int,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    j0: int,
+    j1: int,
+    acc: float,
+    o: np.ndarray,
+) -> int:
+    """Bars j0..j1-1 of _rolling_mean_run one at a time from the exact sum at j0, checking the
+    bound at every bar and re-summing where it fails; returns the first NaN bar (j1 if none)."""
+    ip = 1.0 / p
+    err = 0.0
+    for j in range(j0, j1):
+        a = xa[j]
+        b = xb[j]
+        acc += a - b
+        err += abs(a) + abs(b) + abs(acc)
+        # one test for both rare cases: a NaN makes acc NaN, and NaN >= anything is False
+        if not abs(acc) >= _TOL * err:
+            if np.isnan(a):
+                return j
+            acc = _exact_sum(x, s + j + 1, s + j + 1 + p)
+            err = 0.0
+        o[j] = acc * ip
+    return j1
+
+
+# Windows of at most this many values are summed directly (see _direct_means).
+_DIRECT_P = 4
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _direct_means(x: np.ndarray, w: int, p: int, o: np.ndarray, n: int) -> int:
+    """o[j] = mean of x[w + j - p + 1 .. w + j] for j < n, each window summed directly (p
+    vectorised passes per block): for short windows as fast as a running sum, and exact, e.g.
+    the SMA of a stochastic's %K, often 0 for several bars, needs no re-sums. Stops at the
+    first NaN bar and returns its index (n if none)."""
+    ip = 1.0 / p
+    for j0 in range(0, n, _CHUNK):
+        j1 = min(j0 + _CHUNK, n)
+        m = j1 - j0
+        oo = o[j0:j1]
+        y = x[w - p + 1 + j0 : w - p + 1 + j1]
+        for j in range(m):
+            oo[j] = y[j]
+        for k in range(p - 2, -1, -1):
+            y = x[w - k + j0 : w - k + j1]
+            for j in range(m):
+                oo[j] += y[j]
+        for j in range(m):
+            oo[j] *= ip
+        if _count_below(oo, 0.0, m):  # a NaN: the run ends at the first NaN bar
+            xa = x[w + j0 : w + j1]
+            for j in range(m):
+                if np.isnan(xa[j]):
+                    return j0 + j
+    return n
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) -> int:
     """Mean of x[i-p+1..i] along the run from s: O(1) per bar with an error-bounded sum.
@@ -103,6 +184,11 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
     The running sum's rounding error is at most eps * err, where err accumulates the
     magnitudes it has absorbed; when that could exceed eps/_TOL of the sum, the window is
     re-summed exactly (so a window of zeros after large values yields exactly 0).
+    Done in blocks of _CHUNK bars (at least p), each starting from an exact sum: a loop doing
+    only the running sum and the outputs (few floating-point operations per bar, so it keeps
+    its speed when the other hyperthread of the core is busy), then the block's err and the
+    bound at every bar against it, vectorised. A block that fails (a re-sum due, a NaN) is
+    redone bar by bar (_mean_steps).
     """
     w = min(s + p, e)
     k = _warm(x, s, w, out)
@@ -112,27 +198,34 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
         out[s:w] = np.nan
         return w
     ip = 1.0 / p
-    acc = 0.0
-    for k in range(s, w):
-        acc += x[k]
+    acc = _exact_sum(x, s, w)
     out[s : w - 1] = np.nan
     out[w - 1] = acc * ip
     xa = x[w:e]
     xb = x[s : e - p]
     o = out[w:e]
-    err = 0.0
-    for j in range(xa.shape[0]):
-        a = xa[j]
-        b = xb[j]
-        acc += a - b
-        err += abs(a) + abs(b) + abs(acc)
-        # one test for both rare cases: a NaN makes acc NaN, and NaN >= anything is False
-        if not abs(acc) >= _TOL * err:
-            if np.isnan(a):
-                return w + j
-            acc = _exact_sum(x, s + j + 1, s + j + 1 + p)
-            err = 0.0
-        o[j] = acc * ip
+    n = xa.shape[0]
+    if p <= _DIRECT_P:
+        return w + _direct_means(x, w, p, o, n)
+    chunk = max(_CHUNK, p)
+    for j0 in range(0, n, chunk):
+        j1 = min(j0 + chunk, n)
+        m = j1 - j0
+        if j0 > 0:
+            acc = _exact_sum(x, s + j0, s + j0 + p)
+        ya = xa[j0:j1]
+        yb = xb[j0:j1]
+        oo = o[j0:j1]
+        t = acc
+        for j in range(m):
+            t += ya[j] - yb[j]
+            oo[j] = t * ip
+        # err as in _mean_steps, over the whole block (|sum| = |output| * p)
+        err = _magnitude(ya, yb, m) + _abs_total(oo, m) * p
+        if _count_below(oo, _TOL * err * ip, m):
+            stop = _mean_steps(x, s, p, xa, xb, j0, j1, acc, o)
+            if stop < j1:
+                return w + stop
     return e
 
 
