@@ -529,13 +529,29 @@ def _moment_steps(
     d3: np.ndarray,
     d4: np.ndarray,
     m: int,
+    kurt: bool,
 ) -> tuple[float, float, float]:
     """The first m updates of the sums of d**k, d = x - c: dk[j] = a**k - b**k with a =
-    xa[j] - c entering and b = xb[j] - c leaving. Returns what the sums of squares, cubes and
-    fourth powers absorb (sums of a**k + b**k, in absolute value); reassociated, vectorised."""
+    xa[j] - c entering and b = xb[j] - c leaving (k = 4 only if kurt). Returns what the sums
+    of squares, cubes and fourth powers absorb (sums of a**k + b**k, in absolute value);
+    reassociated, vectorised."""
     e2 = 0.0
     e3 = 0.0
     e4 = 0.0
+    if not kurt:
+        for j in range(m):
+            a = xa[j] - c
+            b = xb[j] - c
+            a2 = a * a
+            b2 = b * b
+            a3 = a2 * a
+            b3 = b2 * b
+            d1[j] = a - b
+            d2[j] = a2 - b2
+            d3[j] = a3 - b3
+            e2 += a2 + b2
+            e3 += abs(a3) + abs(b3)
+        return e2, e3, e4
     for j in range(m):
         a = xa[j] - c
         b = xb[j] - c
@@ -565,12 +581,12 @@ def _skew_out(
     nn = float(p)
     ip = 1.0 / nn
     mu = s1 * ip
-    m2 = s2 * ip - mu * mu
-    big2 = s2 - s1 * mu
+    big2 = s2 - s1 * mu  # p m2
+    m2 = big2 * ip
     sd = np.sqrt(m2)
     ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * sd >= _TOL_M * e3)
-    m3 = s3 * ip - 3.0 * mu * s2 * ip + 2.0 * mu * mu * mu
-    v = (math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)) * (m3 / (m2 * sd))
+    big3 = s3 - mu * (3.0 * s2 - 2.0 * mu * s1)  # p m3, Horner form
+    v = (math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)) * (big3 * ip / (m2 * sd))
     out[j] = v if m2 > 0.0 and s2 != 0.0 else np.nan
     return ok
 
@@ -591,12 +607,11 @@ def _kurt_out(
     nn = float(p)
     ip = 1.0 / nn
     mu = s1 * ip
-    m2 = s2 * ip - mu * mu
-    big2 = s2 - s1 * mu
-    mu2 = mu * mu
-    ok = (big2 >= _TOL_M * e2) & (mu2 <= _CENTRE_VARS * m2) & (big2 * m2 >= _TOL_M * e4)
-    m4 = s4 * ip - 4.0 * mu * s3 * ip + 6.0 * mu2 * s2 * ip - 3.0 * mu2 * mu2
-    g2 = m4 / (m2 * m2) - 3.0
+    big2 = s2 - s1 * mu  # p m2
+    m2 = big2 * ip
+    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * m2 >= _TOL_M * e4)
+    big4 = s4 - mu * (4.0 * s3 - mu * (6.0 * s2 - 3.0 * mu * s1))  # p m4, Horner form
+    g2 = big4 * ip / (m2 * m2) - 3.0
     k = (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))  # G2 = (n+1) k g2 + 6 k: no division per bar
     out[j] = ((nn + 1.0) * k) * g2 + 6.0 * k if m2 > 0.0 and s2 != 0.0 else np.nan
     return ok
@@ -730,12 +745,15 @@ def _moments_run(x: np.ndarray, s: int, e: int, p: int, kurt: bool, out: np.ndar
         m = j1 - j0
         if j0 > 0:
             c, s1, s2, s3, s4 = _exact_moments(x, s + j0, s + j0 + p)
-        e2, e3, e4 = _moment_steps(xa[j0:j1], xb[j0:j1], c, b1, b2, b3, b4, m)
+        e2, e3, e4 = _moment_steps(xa[j0:j1], xb[j0:j1], c, b1, b2, b3, b4, m, kurt)
         _scan2(b1, b2, s1, s2, m)
-        _scan2(b3, b4, s3, s4, m)
         e2 += _abs_total(b2, m)
+        if kurt:
+            _scan2(b3, b4, s3, s4, m)
+            e4 += _abs_total(b4, m)
+        else:
+            _scan1(b3, s3, m)
         e3 += _abs_total(b3, m)
-        e4 += _abs_total(b4, m)
         if _moments_block(kurt, p, b1, b2, b3, b4, e2, e3, e4, o[j0:j1], m):
             stop = _moments_steps(x, s, p, kurt, xa, xb, j0, j1, c, s1, s2, s3, s4, o)
             if stop < j1:
