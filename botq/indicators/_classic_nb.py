@@ -451,6 +451,61 @@ def _mean_m2_steps(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _check_emit(
+    mode: int,
+    x: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    c: float,
+    ip: float,
+    idn: float,
+    thr: float,
+    width: float,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+    m: int,
+) -> int:
+    """The fast path's last loop in _mean_m2_run: from the running sums s1, s2 of bars 0..m-1
+    (about c), M2 = s2 - s1**2 / p checked against thr and the outputs of `mode` written as
+    _finish does; returns how many bars fail (M2 < thr or NaN; their outputs are then
+    rewritten). One vectorised loop per mode."""
+    bad = 0
+    if mode == _VAR:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            o0[j] = m2 * idn
+    elif mode == _STD:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            o0[j] = np.sqrt(m2 * idn)
+    elif mode == _BANDS:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            mean = c + u * ip
+            d = np.sqrt(m2 * idn) * width
+            o0[j] = mean + d
+            o2[j] = mean - d
+        if o1.shape[0]:
+            for j in range(m):
+                o1[j] = c + s1[j] * ip
+    else:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            sd = np.sqrt(m2 * idn)
+            o0[j] = (x[j] - (c + u * ip)) / sd if sd > 0.0 else np.nan
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _mean_m2_run(
     x: np.ndarray,
     s: int,
@@ -474,11 +529,11 @@ def _mean_m2_run(
 
     Blocks of _CHUNK bars (at least p) take a fast path: the updates of the whole block in
     vectorised loops, the two running sums in a loop of two bars per step (the only
-    dependency chains), then the block's err4 and a check of the bound at every bar against
-    that end-of-block err4 (a stricter test, err4 only grows), vectorised again. Each block
-    starts re-centred (an exact re-sum). A block that fails the check (a NaN, a re-sum due)
-    is redone bar by bar by _mean_m2_steps. _finish turns each block's means and variances
-    into outputs.
+    dependency chains), then the block's err4, and in one vectorised loop per mode the bound
+    checked at every bar against that end-of-block err4 (a stricter test, err4 only grows)
+    and the outputs (_check_emit). Each block starts re-centred (an exact re-sum). A block
+    that fails the check (a NaN, a re-sum due) is redone bar by bar by _mean_m2_steps, whose
+    means and variances _finish turns into outputs.
     """
     w = min(s + p, e)
     k = _warm(x, s, w, o0)
@@ -501,7 +556,6 @@ def _mean_m2_run(
     v0 = o0[w:e]
     v1 = o1[w:e]
     v2 = o2[w:e]
-    err4 = 0.0
     tol4 = 4.0 * _TOL
     n = xa.shape[0]
     for j0 in range(0, n, chunk):
@@ -509,30 +563,18 @@ def _mean_m2_run(
         m = j1 - j0
         if j0 > 0:  # re-centre: a drifted centre would fail the check of ~1/4 of the blocks
             c, s1, s2 = _exact_centred(x, s + j0, s + j0 + p)
-            err4 = 0.0
         xc = xa[j0:j1]
         bc = xb[j0:j1]
-        e4 = err4 + _sq_steps(xc, bc, c, mb, vb, m)
-        t1, t2 = _scan2(mb, vb, s1, s2, m)  # mb, vb hold the running sums until checked
-        e4 += _total(vb, m)
-        thr = tol4 * e4
-        bad = 0
-        for j in range(m):
-            u = mb[j]
-            m2 = vb[j] - u * u * ip
-            bad += not m2 >= thr  # also counts NaN
-            mb[j] = c + u * ip
-            vb[j] = m2 * idn
+        err4 = _sq_steps(xc, bc, c, mb, vb, m)
+        _scan2(mb, vb, s1, s2, m)  # mb, vb hold the running sums until checked
+        err4 += _total(vb, m)
+        v0b = v0[j0:j1]
+        v1b = v1[j0:j1]
+        v2b = v2[j0:j1]
         stop = j1
-        if bad == 0:
-            s1 = t1
-            s2 = t2
-            err4 = e4
-        else:
-            c, s1, s2, err4, stop = _mean_m2_steps(
-                x, s, p, xa, xb, j0, j1, c, s1, s2, err4, mb, vb, idn
-            )
-        _finish(mode, xa[j0:stop], mb, vb, width, v0[j0:stop], v1[j0:stop], v2[j0:stop], stop - j0)
+        if _check_emit(mode, xc, mb, vb, c, ip, idn, tol4 * err4, width, v0b, v1b, v2b, m):
+            _, _, _, _, stop = _mean_m2_steps(x, s, p, xa, xb, j0, j1, c, s1, s2, 0.0, mb, vb, idn)
+            _finish(mode, xc, mb, vb, width, v0b, v1b, v2b, stop - j0)
         if stop < j1:
             return w + stop
     return e
