@@ -138,13 +138,18 @@ def _log_near1(u: float) -> float:
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def parkinson_nb(
-    high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
+    high: np.ndarray,
+    low: np.ndarray,
+    period: int,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
     last `period` bars (not annualised). ln(h/l) from _log_near1 in a vectorised loop, and
-    math.log in a second pass for the rare bars whose range is too wide for it."""
+    math.log in a second pass for the rare bars whose range is too wide for it; the squared
+    logs go to `scratch` (allocated if not given; kernels.parkinson_nb passes a NumPy one)."""
     n = high.shape[0]
-    v = np.empty(n, dtype=np.float64)
+    v = _alloc(scratch, n)
     far = 0
     for t in range(n):
         h = high[t]

@@ -3,8 +3,9 @@
 This module is the import surface: the classic (TA-Lib-defined) kernels live in
 ``_classic_nb``, the statistical ones in ``_stats_nb``; the two time kernels used for
 higher-timeframe evaluation are defined here, and so are thin Python wrappers for the
-kernels without a preallocated output in common calls (skew, kurtosis, autocorrelation), which
-allocate it with NumPy (see ``_numpy_out``). All kernels take and return float64 arrays
+kernels that would otherwise allocate a large array with numba (skew, kurtosis,
+autocorrelation without an ``out``; Parkinson's scratch array), which allocate it with NumPy
+(see ``_numpy_out``). All kernels take and return float64 arrays
 (times are int64 nanoseconds since the Unix epoch, UTC), return NaN during warm-up, and
 compute each NaN-free run of bars as its own series. Because they release the GIL, independent
 kernels run in parallel from a thread pool (see ``registry.compute``).
@@ -40,7 +41,6 @@ from botq.indicators._stats_nb import (
     half_life_nb,
     hurst_nb,
     log_returns_nb,
-    parkinson_nb,
     percentile_rank_nb,
     rolling_mean_nb,
     tercile_regime_nb,
@@ -52,6 +52,7 @@ from botq.indicators._stats_nb import (
     zscore_nb,
 )
 from botq.indicators._stats_nb import kurt_nb as _kurt_nb
+from botq.indicators._stats_nb import parkinson_nb as _parkinson_nb
 from botq.indicators._stats_nb import skew_nb as _skew_nb
 
 
@@ -83,6 +84,15 @@ def skew_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.nda
 def kurt_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling sample excess kurtosis (see ``_stats_nb.kurt_nb``) into a NumPy array."""
     return _kurt_nb(x, period, _numpy_out(out, x.shape[0]))
+
+
+def parkinson_nb(
+    high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Parkinson range volatility (see ``_stats_nb.parkinson_nb``) with its scratch array (and
+    the output, if not given) allocated by NumPy."""
+    n = high.shape[0]
+    return _parkinson_nb(high, low, period, _numpy_out(out, n), np.empty(n, dtype=np.float64))
 
 
 def autocorr_nb(x: np.ndarray, lag: int, window: int, out: np.ndarray | None = None) -> np.ndarray:
