@@ -217,9 +217,15 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
         yb = xb[j0:j1]
         oo = o[j0:j1]
         t = acc
-        for j in range(m):
-            t += ya[j] - yb[j]
-            oo[j] = t * ip
+        j = 0
+        while j + 1 < m:  # two bars per step: one addition per two bars on the chain
+            d0 = ya[j] - yb[j]
+            oo[j] = (t + d0) * ip
+            t += d0 + (ya[j + 1] - yb[j + 1])
+            oo[j + 1] = t * ip
+            j += 2
+        if j < m:
+            oo[j] = (t + (ya[j] - yb[j])) * ip
         # err as in _mean_steps, over the whole block (|sum| = |output| * p)
         err = _magnitude(ya, yb, m) + _abs_total(oo, m) * p
         if _count_below(oo, _TOL * err * ip, m):
