@@ -13,10 +13,16 @@ TA-Lib would compute that run if it were given alone (TA-Lib itself lets one NaN
 everything after it). So a gap costs one warm-up, never the rest of the series, and output at
 unusable bars is NaN.
 
-Numerics: rolling sums and variances are updated in O(1) per bar but keep a running bound of
-their own rounding error and re-sum the window exactly when that bound could exceed ~1e-9 of
-the value (see ``_rolling_mean_run`` and ``_mean_m2_run``). A variance is never taken from
-running sums of x and x**2 around zero, which loses all digits at prices near 60,000.
+Numerics: rolling sums and variances are updated in O(1) per bar but keep a bound of their own
+rounding error and re-sum the window exactly when that bound could exceed ~1e-9 of the value
+(see ``_rolling_mean_run`` and ``_mean_m2_run``). A variance is never taken from running sums
+of x and x**2 around zero, which loses all digits at prices near 60,000.
+
+Speed: the rolling engines work in blocks of ``_CHUNK`` bars, each starting from an exact sum:
+the running sums alone in a tight loop (two bars per step where it pays), everything else -
+updates, error bounds, checks, square roots, divisions - in branch-free loops that LLVM
+vectorises; a block whose check fails is redone bar by bar. numba has no vector math library
+here, so a loop with a scalar sqrt, division or log in it runs one bar at a time.
 """
 
 from __future__ import annotations
@@ -892,7 +898,8 @@ def rolling_std_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) ->
     computed with re-centred, error-bounded sums (accurate to ~1e-12 at any price level)."""
     res = _alloc(out, x.shape[0])
     none = np.empty(0, dtype=np.float64)
-    _mean_m2(x, period, 0, _STD, 1.0, res, none, none)
+    z = period - period  # int64 0, not a literal: one compilation of the engine for all modes
+    _mean_m2(x, period, z, z + _STD, 1.0, res, none, none)
     return res
 
 
@@ -903,7 +910,7 @@ def rolling_var_nb(
     """Rolling variance with divisor period - ddof (ddof=0: TA-Lib VAR; ddof=1: pandas var)."""
     res = _alloc(out, x.shape[0])
     none = np.empty(0, dtype=np.float64)
-    _mean_m2(x, period, ddof, _VAR, 1.0, res, none, none)
+    _mean_m2(x, period, ddof, period - period + _VAR, 1.0, res, none, none)  # non-literal mode
     return res
 
 
@@ -925,7 +932,8 @@ def bbands_nb(
     up = _alloc(out_upper, n)
     lo = _alloc(out_lower, n)
     mid = _alloc(out_middle, n) if out_middle is None or out_middle.shape[0] else out_middle
-    _mean_m2(x, period, 0, _BANDS, width, up, mid, lo)
+    z = period - period  # int64 0, not a literal: one compilation of the engine for all modes
+    _mean_m2(x, period, z, z + _BANDS, width, up, mid, lo)
     return up, mid, lo
 
 

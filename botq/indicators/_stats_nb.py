@@ -78,7 +78,8 @@ def zscore_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.n
     One pass: mean, std and z-score of each window come from the same sums."""
     res = _alloc(out, x.shape[0])
     none = np.empty(0, dtype=np.float64)
-    _mean_m2(x, period, 0, _ZSCORE, 1.0, res, none, none)
+    z = period - period  # int64 0, not a literal: one compilation of the engine for all modes
+    _mean_m2(x, period, z, z + _ZSCORE, 1.0, res, none, none)
     return res
 
 
