@@ -13,10 +13,16 @@ TA-Lib would compute that run if it were given alone (TA-Lib itself lets one NaN
 everything after it). So a gap costs one warm-up, never the rest of the series, and output at
 unusable bars is NaN.
 
-Numerics: rolling sums and variances are updated in O(1) per bar but keep a running bound of
-their own rounding error and re-sum the window exactly when that bound could exceed ~1e-9 of
-the value (see ``_rolling_mean_run`` and ``_mean_m2_run``). A variance is never taken from
-running sums of x and x**2 around zero, which loses all digits at prices near 60,000.
+Numerics: rolling sums and variances are updated in O(1) per bar but keep a bound of their own
+rounding error and re-sum the window exactly when that bound could exceed ~1e-9 of the value
+(see ``_rolling_mean_run`` and ``_mean_m2_run``). A variance is never taken from running sums
+of x and x**2 around zero, which loses all digits at prices near 60,000.
+
+Speed: the rolling engines work in blocks of ``_CHUNK`` bars, each starting from an exact sum:
+the running sums alone in a tight loop (two bars per step where it pays), everything else -
+updates, error bounds, checks, square roots, divisions - in branch-free loops that LLVM
+vectorises; a block whose check fails is redone bar by bar. numba has no vector math library
+here, so a loop with a scalar sqrt, division or log in it runs one bar at a time.
 """
 
 from __future__ import annotations
@@ -96,6 +102,87 @@ def _warm(x: np.ndarray, s: int, w: int, out: np.ndarray) -> int:
     return w
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _magnitude(xa: np.ndarray, xb: np.ndarray, m: int) -> float:
+    """Sum of |xa[j]| + |xb[j]| for j < m, reassociated (vectorised); for error bounds."""
+    acc = 0.0
+    for j in range(m):
+        acc += abs(xa[j]) + abs(xb[j])
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _count_below(v: np.ndarray, thr: float, m: int) -> int:
+    """How many of |v[0]|, ..., |v[m-1]| are below thr or NaN (vectorised)."""
+    bad = 0
+    for j in range(m):
+        bad += not abs(v[j]) >= thr
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mean_steps(
+    x: np.ndarray,
+    s: int,
+    p: int,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    j0: int,
+    j1: int,
+    acc: float,
+    o: np.ndarray,
+) -> int:
+    """Bars j0..j1-1 of _rolling_mean_run one at a time from the exact sum at j0, checking the
+    bound at every bar and re-summing where it fails; returns the first NaN bar (j1 if none)."""
+    ip = 1.0 / p
+    err = 0.0
+    for j in range(j0, j1):
+        a = xa[j]
+        b = xb[j]
+        acc += a - b
+        err += abs(a) + abs(b) + abs(acc)
+        # one test for both rare cases: a NaN makes acc NaN, and NaN >= anything is False
+        if not abs(acc) >= _TOL * err:
+            if np.isnan(a):
+                return j
+            acc = _exact_sum(x, s + j + 1, s + j + 1 + p)
+            err = 0.0
+        o[j] = acc * ip
+    return j1
+
+
+# Windows of at most this many values are summed directly (see _direct_means).
+_DIRECT_P = 4
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _direct_means(x: np.ndarray, w: int, p: int, o: np.ndarray, n: int) -> int:
+    """o[j] = mean of x[w + j - p + 1 .. w + j] for j < n, each window summed directly (p
+    vectorised passes per block): for short windows as fast as a running sum, and exact, e.g.
+    the SMA of a stochastic's %K, often 0 for several bars, needs no re-sums. Stops at the
+    first NaN bar and returns its index (n if none)."""
+    ip = 1.0 / p
+    for j0 in range(0, n, _CHUNK):
+        j1 = min(j0 + _CHUNK, n)
+        m = j1 - j0
+        oo = o[j0:j1]
+        y = x[w - p + 1 + j0 : w - p + 1 + j1]
+        for j in range(m):
+            oo[j] = y[j]
+        for k in range(p - 2, -1, -1):
+            y = x[w - k + j0 : w - k + j1]
+            for j in range(m):
+                oo[j] += y[j]
+        for j in range(m):
+            oo[j] *= ip
+        if _count_below(oo, 0.0, m):  # a NaN: the run ends at the first NaN bar
+            xa = x[w + j0 : w + j1]
+            for j in range(m):
+                if np.isnan(xa[j]):
+                    return j0 + j
+    return n
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) -> int:
     """Mean of x[i-p+1..i] along the run from s: O(1) per bar with an error-bounded sum.
@@ -103,6 +190,11 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
     The running sum's rounding error is at most eps * err, where err accumulates the
     magnitudes it has absorbed; when that could exceed eps/_TOL of the sum, the window is
     re-summed exactly (so a window of zeros after large values yields exactly 0).
+    Done in blocks of _CHUNK bars (at least p), each starting from an exact sum: a loop doing
+    only the running sum and the outputs (few floating-point operations per bar, so it keeps
+    its speed when the other hyperthread of the core is busy), then the block's err and the
+    bound at every bar against it, vectorised. A block that fails (a re-sum due, a NaN) is
+    redone bar by bar (_mean_steps).
     """
     w = min(s + p, e)
     k = _warm(x, s, w, out)
@@ -112,27 +204,40 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
         out[s:w] = np.nan
         return w
     ip = 1.0 / p
-    acc = 0.0
-    for k in range(s, w):
-        acc += x[k]
+    acc = _exact_sum(x, s, w)
     out[s : w - 1] = np.nan
     out[w - 1] = acc * ip
     xa = x[w:e]
     xb = x[s : e - p]
     o = out[w:e]
-    err = 0.0
-    for j in range(xa.shape[0]):
-        a = xa[j]
-        b = xb[j]
-        acc += a - b
-        err += abs(a) + abs(b) + abs(acc)
-        # one test for both rare cases: a NaN makes acc NaN, and NaN >= anything is False
-        if not abs(acc) >= _TOL * err:
-            if np.isnan(a):
-                return w + j
-            acc = _exact_sum(x, s + j + 1, s + j + 1 + p)
-            err = 0.0
-        o[j] = acc * ip
+    n = xa.shape[0]
+    if p <= _DIRECT_P:
+        return w + _direct_means(x, w, p, o, n)
+    chunk = max(_CHUNK, p)
+    for j0 in range(0, n, chunk):
+        j1 = min(j0 + chunk, n)
+        m = j1 - j0
+        if j0 > 0:
+            acc = _exact_sum(x, s + j0, s + j0 + p)
+        ya = xa[j0:j1]
+        yb = xb[j0:j1]
+        oo = o[j0:j1]
+        t = acc
+        j = 0
+        while j + 1 < m:  # two bars per step: one addition per two bars on the chain
+            d0 = ya[j] - yb[j]
+            oo[j] = (t + d0) * ip
+            t += d0 + (ya[j + 1] - yb[j + 1])
+            oo[j + 1] = t * ip
+            j += 2
+        if j < m:
+            oo[j] = (t + (ya[j] - yb[j])) * ip
+        # err as in _mean_steps, over the whole block (|sum| = |output| * p)
+        err = _magnitude(ya, yb, m) + _abs_total(oo, m) * p
+        if _count_below(oo, _TOL * err * ip, m):
+            stop = _mean_steps(x, s, p, xa, xb, j0, j1, acc, o)
+            if stop < j1:
+                return w + stop
     return e
 
 
@@ -184,32 +289,44 @@ _BANDS = 2  # o0 = mean + width * std, o2 = mean - width * std, o1 = mean unless
 _ZSCORE = 3  # o0 = (x - mean) / std, NaN where std is 0
 
 
+# Bars per block of _mean_m2_run's sequential pass: its means and variances (2 x 4 KB) stay in
+# L1 until the block's outputs are written.
+_CHUNK = 512
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _emit(
+def _finish(
     mode: int,
-    xj: float,
-    mean: float,
-    var: float,
+    x: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
     width: float,
     o0: np.ndarray,
     o1: np.ndarray,
     o2: np.ndarray,
-    j: int,
+    m: int,
 ) -> None:
-    """Write bar j's outputs for `mode` from its window mean and variance (see _VAR ...)."""
+    """Write the outputs of `mode` (see _VAR ...) for bars 0..m-1 from their window means and
+    variances. Kept out of the sequential pass so that these loops have no loop-carried
+    dependency: LLVM vectorises them, taking square roots and divisions four at a time."""
     if mode == _VAR:
-        o0[j] = var
+        for j in range(m):
+            o0[j] = var[j]
     elif mode == _STD:
-        o0[j] = np.sqrt(var)
+        for j in range(m):
+            o0[j] = np.sqrt(var[j])
     elif mode == _BANDS:
-        d = np.sqrt(var) * width
-        o0[j] = mean + d
-        o2[j] = mean - d
+        for j in range(m):
+            d = np.sqrt(var[j]) * width
+            o0[j] = mean[j] + d
+            o2[j] = mean[j] - d
         if o1.shape[0]:
-            o1[j] = mean
+            for j in range(m):
+                o1[j] = mean[j]
     else:
-        sd = np.sqrt(var)
-        o0[j] = (xj - mean) / sd if sd > 0.0 else np.nan
+        for j in range(m):
+            sd = np.sqrt(var[j])
+            o0[j] = (x[j] - mean[j]) / sd if sd > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -219,6 +336,185 @@ def _emit_nan(mode: int, o0: np.ndarray, o1: np.ndarray, o2: np.ndarray, lo: int
         o2[lo:hi] = np.nan
         if o1.shape[0]:
             o1[lo:hi] = np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _sq_steps(
+    xa: np.ndarray, xb: np.ndarray, c: float, d1: np.ndarray, d2: np.ndarray, m: int
+) -> float:
+    """The first m steps of the centred running sums: d1[j] = a - b, d2[j] = a**2 - b**2 with
+    a = xa[j] - c entering and b = xb[j] - c leaving; returns the sum of a**2 + b**2 (what
+    the sum of squares absorbs). No loop-carried dependency but the total, which may be
+    reassociated, so LLVM vectorises it."""
+    acc = 0.0
+    for j in range(m):
+        a = xa[j] - c
+        b = xb[j] - c
+        a2 = a * a
+        b2 = b * b
+        d1[j] = a - b
+        d2[j] = a2 - b2
+        acc += a2 + b2
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scan2(v1: np.ndarray, v2: np.ndarray, t1: float, t2: float, m: int) -> tuple[float, float]:
+    """In place, v1 and v2 become running sums starting from t1 and t2 (v[j] = t + v[0] + ...
+    + v[j]). Two steps per iteration, t += (v[j] + v[j + 1]), so the dependency chain is
+    one addition per two bars; returns the final sums."""
+    j = 0
+    while j + 1 < m:
+        a0 = v1[j]
+        b0 = v2[j]
+        v1[j] = t1 + a0
+        v2[j] = t2 + b0
+        t1 += a0 + v1[j + 1]
+        t2 += b0 + v2[j + 1]
+        v1[j + 1] = t1
+        v2[j + 1] = t2
+        j += 2
+    if j < m:
+        t1 += v1[j]
+        t2 += v2[j]
+        v1[j] = t1
+        v2[j] = t2
+    return t1, t2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scan1(v: np.ndarray, t: float, m: int) -> float:
+    """_scan2 for one array."""
+    j = 0
+    while j + 1 < m:
+        a0 = v[j]
+        v[j] = t + a0
+        t += a0 + v[j + 1]
+        v[j + 1] = t
+        j += 2
+    if j < m:
+        t += v[j]
+        v[j] = t
+    return t
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _total(v: np.ndarray, m: int) -> float:
+    """v[0] + ... + v[m-1], reassociated (vectorised); for error bounds, not for results."""
+    acc = 0.0
+    for j in range(m):
+        acc += v[j]
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _abs_total(v: np.ndarray, m: int) -> float:
+    """|v[0]| + ... + |v[m-1]|, reassociated (vectorised); for error bounds, not results."""
+    acc = 0.0
+    for j in range(m):
+        acc += abs(v[j])
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mean_m2_steps(
+    x: np.ndarray,
+    s: int,
+    p: int,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    j0: int,
+    j1: int,
+    c: float,
+    s1: float,
+    s2: float,
+    err4: float,
+    mb: np.ndarray,
+    vb: np.ndarray,
+    idn: float,
+) -> tuple[float, float, float, float, int]:
+    """Bars j0..j1-1 of _mean_m2_run one at a time, checking the rounding bound at every bar
+    and re-summing exactly where it fails. Returns the new (c, s1, s2, err4) and the bar of
+    the first NaN (j1 if none; the bars before it are in mb, vb)."""
+    ip = 1.0 / p
+    tol4 = 4.0 * _TOL
+    for j in range(j0, j1):
+        xj = xa[j]
+        a = xj - c
+        b = xb[j] - c
+        s1 += a - b
+        a2 = a * a
+        b2 = b * b
+        s2 += a2 - b2
+        # eps * err4 bounds the rounding of s2 and of s1**2/p (2|s1|(|a|+|b|+|s1|)/p per
+        # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
+        err4 += (a2 + b2) + s2
+        m2 = s2 - s1 * s1 * ip
+        # one test for both rare cases: a NaN makes m2 NaN, and NaN >= anything is False
+        if not m2 >= tol4 * err4:
+            if np.isnan(xj):
+                return c, s1, s2, err4, j
+            c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
+            m2 = s2 - s1 * s1 * ip
+            err4 = 0.0
+        mb[j - j0] = c + s1 * ip
+        vb[j - j0] = max(m2, 0.0) * idn
+    return c, s1, s2, err4, j1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _check_emit(
+    mode: int,
+    x: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    c: float,
+    ip: float,
+    idn: float,
+    thr: float,
+    width: float,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+    m: int,
+) -> int:
+    """The fast path's last loop in _mean_m2_run: from the running sums s1, s2 of bars 0..m-1
+    (about c), M2 = s2 - s1**2 / p checked against thr and the outputs of `mode` written as
+    _finish does; returns how many bars fail (M2 < thr or NaN; their outputs are then
+    rewritten). One vectorised loop per mode."""
+    bad = 0
+    if mode == _VAR:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            o0[j] = m2 * idn
+    elif mode == _STD:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            o0[j] = np.sqrt(m2 * idn)
+    elif mode == _BANDS:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            mean = c + u * ip
+            d = np.sqrt(m2 * idn) * width
+            o0[j] = mean + d
+            o2[j] = mean - d
+        if o1.shape[0]:
+            for j in range(m):
+                o1[j] = c + s1[j] * ip
+    else:
+        for j in range(m):
+            u = s1[j]
+            m2 = s2[j] - u * u * ip
+            bad += not m2 >= thr
+            sd = np.sqrt(m2 * idn)
+            o0[j] = (x[j] - (c + u * ip)) / sd if sd > 0.0 else np.nan
+    return bad
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -239,8 +535,17 @@ def _mean_m2_run(
     in the same pass, so no intermediate array is stored.
 
     Sums are kept about a centre c near the window mean (set at each exact re-sum), so no
-    digits are lost to the price level; a rounding-error bound triggers an exact two-pass
-    re-sum when needed (flat windows after a move therefore give exactly 0).
+    digits are lost to the price level. eps * err4 bounds the rounding error of M2, where err4
+    adds up what the sums absorb (see _mean_m2_steps); where M2 < 4e-7 err4 the window is
+    re-summed exactly (two-pass), so flat windows after a move give exactly 0.
+
+    Blocks of _CHUNK bars (at least p) take a fast path: the updates of the whole block in
+    vectorised loops, the two running sums in a loop of two bars per step (the only
+    dependency chains), then the block's err4, and in one vectorised loop per mode the bound
+    checked at every bar against that end-of-block err4 (a stricter test, err4 only grows)
+    and the outputs (_check_emit). Each block starts re-centred (an exact re-sum). A block
+    that fails the check (a NaN, a re-sum due) is redone bar by bar by _mean_m2_steps, whose
+    means and variances _finish turns into outputs.
     """
     w = min(s + p, e)
     k = _warm(x, s, w, o0)
@@ -250,38 +555,40 @@ def _mean_m2_run(
     _emit_nan(mode, o0, o1, o2, s, w - 1)
     ip = 1.0 / p
     idn = 1.0 / (p - ddof)
+    chunk = max(_CHUNK, p)  # so that re-centring each block costs at most ~3 steps per bar
+    mb = np.empty(chunk, dtype=np.float64)
+    vb = np.empty(chunk, dtype=np.float64)
     c, s1, s2 = _exact_centred(x, s, w)
-    m2 = max(s2 - s1 * s1 * ip, 0.0)
-    _emit(mode, x[w - 1], c + s1 * ip, m2 * idn, width, o0, o1, o2, w - 1)
+    mb[0] = c + s1 * ip
+    vb[0] = max(s2 - s1 * s1 * ip, 0.0) * idn
+    g = w - 1
+    _finish(mode, x[g:w], mb, vb, width, o0[g:w], o1[g:w], o2[g:w], 1)
     xa = x[w:e]
     xb = x[s : e - p]
     v0 = o0[w:e]
     v1 = o1[w:e]
     v2 = o2[w:e]
-    err4 = 0.0
     tol4 = 4.0 * _TOL
-    for j in range(xa.shape[0]):
-        xj = xa[j]
-        a = xj - c
-        b = xb[j] - c
-        s1 += a - b
-        a2 = a * a
-        b2 = b * b
-        s2 += a2 - b2
-        # eps * err4 bounds the rounding of s2 and of s1**2/p (2|s1|(|a|+|b|+|s1|)/p per
-        # step, and s1**2/p <= s2): 3 (a2 + b2 + s1**2/p) + s2 <= 4 (a2 + b2 + s2)
-        err4 += (a2 + b2) + s2
-        m2 = s2 - s1 * s1 * ip
-        # one test for both rare cases: a NaN makes m2 NaN, and NaN >= anything is False
-        if not m2 >= tol4 * err4:
-            if np.isnan(xj):
-                return w + j
-            c, s1, s2 = _exact_centred(x, s + j + 1, s + j + 1 + p)
-            m2 = s2 - s1 * s1 * ip
-            err4 = 0.0
-        if m2 < 0.0:
-            m2 = 0.0
-        _emit(mode, xj, c + s1 * ip, m2 * idn, width, v0, v1, v2, j)
+    n = xa.shape[0]
+    for j0 in range(0, n, chunk):
+        j1 = min(j0 + chunk, n)
+        m = j1 - j0
+        if j0 > 0:  # re-centre: a drifted centre would fail the check of ~1/4 of the blocks
+            c, s1, s2 = _exact_centred(x, s + j0, s + j0 + p)
+        xc = xa[j0:j1]
+        bc = xb[j0:j1]
+        err4 = _sq_steps(xc, bc, c, mb, vb, m)
+        _scan2(mb, vb, s1, s2, m)  # mb, vb hold the running sums until checked
+        err4 += _total(vb, m)
+        v0b = v0[j0:j1]
+        v1b = v1[j0:j1]
+        v2b = v2[j0:j1]
+        stop = j1
+        if _check_emit(mode, xc, mb, vb, c, ip, idn, tol4 * err4, width, v0b, v1b, v2b, m):
+            _, _, _, _, stop = _mean_m2_steps(x, s, p, xa, xb, j0, j1, c, s1, s2, 0.0, mb, vb, idn)
+            _finish(mode, xc, mb, vb, width, v0b, v1b, v2b, stop - j0)
+        if stop < j1:
+            return w + stop
     return e
 
 
@@ -634,7 +941,8 @@ def rolling_std_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) ->
     computed with re-centred, error-bounded sums (accurate to ~1e-12 at any price level)."""
     res = _alloc(out, x.shape[0])
     none = np.empty(0, dtype=np.float64)
-    _mean_m2(x, period, 0, _STD, 1.0, res, none, none)
+    z = period - period  # int64 0, not a literal: one compilation of the engine for all modes
+    _mean_m2(x, period, z, z + _STD, 1.0, res, none, none)
     return res
 
 
@@ -645,7 +953,7 @@ def rolling_var_nb(
     """Rolling variance with divisor period - ddof (ddof=0: TA-Lib VAR; ddof=1: pandas var)."""
     res = _alloc(out, x.shape[0])
     none = np.empty(0, dtype=np.float64)
-    _mean_m2(x, period, ddof, _VAR, 1.0, res, none, none)
+    _mean_m2(x, period, ddof, period - period + _VAR, 1.0, res, none, none)  # non-literal mode
     return res
 
 
@@ -667,8 +975,47 @@ def bbands_nb(
     up = _alloc(out_upper, n)
     lo = _alloc(out_lower, n)
     mid = _alloc(out_middle, n) if out_middle is None or out_middle.shape[0] else out_middle
-    _mean_m2(x, period, 0, _BANDS, width, up, mid, lo)
+    z = period - period  # int64 0, not a literal: one compilation of the engine for all modes
+    _mean_m2(x, period, z, z + _BANDS, width, up, mid, lo)
     return up, mid, lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fastk_block(
+    x: np.ndarray, t0: int, t1: int, fastk: int, hb: np.ndarray, lb: np.ndarray, k: np.ndarray
+) -> None:
+    """Fast %K of bars t0..t1-1 (windows of fastk values, NaN-free): the highs and lows of the
+    windows in passes over the block, two lags per pass (with one lag per pass LLVM kept the
+    loop scalar, ~4x slower: measured), then %K; every loop runs over the bars with selects,
+    not branches, so LLVM vectorises it."""
+    m = t1 - t0
+    y = x[t0:t1]
+    for j in range(m):
+        hb[j] = y[j]
+        lb[j] = y[j]
+    lag = 1
+    while lag < fastk:
+        z1 = x[t0 - lag : t1 - lag]
+        q = min(lag + 1, fastk - 1)  # the last pass may take its one lag twice
+        z2 = x[t0 - q : t1 - q]
+        for j in range(m):
+            hi = hb[j]
+            lo = lb[j]
+            v = z1[j]
+            hi = v if v > hi else hi
+            lo = v if v < lo else lo
+            v = z2[j]
+            hi = v if v > hi else hi
+            lo = v if v < lo else lo
+            hb[j] = hi
+            lb[j] = lo
+        lag += 2
+    for j in range(m):
+        hi = hb[j]
+        lo = lb[j]
+        diff = (hi - lo) / 100.0
+        flat = hi - lo <= _FLAT_REL * max(abs(hi), abs(lo))
+        k[j] = 0.0 if flat else (y[j] - lo) / diff
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -689,26 +1036,20 @@ def stochf_nb(
     """
     n = x.shape[0]
     k = _alloc(out_k, n)
+    hb = np.empty(_CHUNK, dtype=np.float64)
+    lb = np.empty(_CHUNK, dtype=np.float64)
     i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
         k[i:s] = np.nan
         k[s : min(s + fastk - 1, e)] = np.nan
-        for t in range(s + fastk - 1, e):
-            hi = x[t]
-            lo = x[t]
-            for j in range(t - fastk + 1, t):
-                v = x[j]
-                hi = v if v > hi else hi  # selects, not branches: random data mispredicts
-                lo = v if v < lo else lo
-            diff = (hi - lo) / 100.0
-            flat = hi - lo <= _FLAT_REL * max(abs(hi), abs(lo))
-            k[t] = 0.0 if flat else (x[t] - lo) / diff
+        for t0 in range(s + fastk - 1, e, _CHUNK):
+            t1 = min(t0 + _CHUNK, e)
+            _fastk_block(x, t0, t1, fastk, hb, lb, k[t0:t1])
         i = e
     d = sma_nb(k, fastd, out_d)
     for t in range(n):
-        if np.isnan(d[t]):
-            k[t] = np.nan
+        k[t] = np.nan if np.isnan(d[t]) else k[t]  # a select: vectorised
     return k, d
 
 

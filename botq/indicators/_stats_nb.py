@@ -4,8 +4,9 @@ Conventions shared with ``_classic_nb``: float64 in, float64 out, warm-up is NaN
 NaN-free run of bars is computed as its own series (a window never spans a NaN, so a gap
 costs one warm-up). Means, variances, skewness, kurtosis and autocorrelation use O(1)
 updates of sums about a centre near the window mean, re-summed exactly (two-pass) whenever a
-rounding-error bound says so (skewness and kurtosis also once per window, autocorrelation
-every 8 windows); a window of equal values is exactly flat.
+rounding-error bound says so (skewness and kurtosis bound the sums of 3rd and 4th powers too,
+and re-centre every block of 512 bars, as does autocorrelation); a window of equal values is
+exactly flat.
 Percentile rank, regimes and half-life are O(period) per bar, Hurst O(2 period), exactly.
 """
 
@@ -17,17 +18,22 @@ import numpy as np
 from numba import njit
 
 from botq.indicators._classic_nb import (
+    _CHUNK,
     _TOL,
     _ZSCORE,
+    _abs_total,
     _alloc,
     _centre,
     _exact_centred,
     _mean_m2,
     _nan_like,
-    _rolling_mean_run,
     _run1,
+    _scan1,
+    _scan2,
+    _warm,
     rolling_std_nb,
     rolling_var_nb,
+    sma_nb,
 )
 
 _LN2 = math.log(2.0)
@@ -49,15 +55,7 @@ def log_returns_nb(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 @njit(cache=True, nogil=True, error_model="numpy")
 def rolling_mean_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling mean (same definition as TA-Lib SMA; name used for non-price series)."""
-    n = x.shape[0]
-    res = _alloc(out, n)
-    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
-    while i < n:
-        s, e = _run1(x, i)
-        res[i:s] = np.nan
-        _rolling_mean_run(x, s, e, period, res)
-        i = e
-    return res
+    return sma_nb(x, period, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -80,7 +78,8 @@ def zscore_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.n
     One pass: mean, std and z-score of each window come from the same sums."""
     res = _alloc(out, x.shape[0])
     none = np.empty(0, dtype=np.float64)
-    _mean_m2(x, period, 0, _ZSCORE, 1.0, res, none, none)
+    z = period - period  # int64 0, not a literal: one compilation of the engine for all modes
+    _mean_m2(x, period, z, z + _ZSCORE, 1.0, res, none, none)
     return res
 
 
@@ -113,19 +112,62 @@ def percentile_rank_nb(x: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+# _log_near1 is used where |u| = |a - b| / (a + b) <= _U_NEAR1, i.e. a / b within 1/1.222 and
+# 1.222: a bar's high / low or close / open, except for extreme moves.
+_U_NEAR1 = 0.1
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _log_near1(u: float) -> float:
+    """ln(a / b) from u = (a - b) / (a + b) as 2 atanh(u) = 2u (1 + u^2/3 + ... + u^16/17),
+    for |u| <= _U_NEAR1 (the next term is below 1e-19 of the sum). A polynomial, so loops
+    using it vectorise, unlike math.log (numba has no vector log here; NumPy's float64 log is
+    scalar on AVX2 too); and more accurate for a ratio near 1 than log(a / b), whose rounded
+    ratio costs ~1e-13 relative."""
+    z = u * u
+    q = 1.0 / 17.0
+    q = q * z + 1.0 / 15.0
+    q = q * z + 1.0 / 13.0
+    q = q * z + 1.0 / 11.0
+    q = q * z + 1.0 / 9.0
+    q = q * z + 1.0 / 7.0
+    q = q * z + 1.0 / 5.0
+    q = q * z + 1.0 / 3.0
+    q = q * z + 1.0
+    return 2.0 * u * q
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def parkinson_nb(
-    high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
+    high: np.ndarray,
+    low: np.ndarray,
+    period: int,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
-    last `period` bars (not annualised)."""
+    last `period` bars (not annualised). ln(h/l) from _log_near1 in a vectorised loop, and
+    math.log in a second pass for the rare bars whose range is too wide for it; the squared
+    logs go to `scratch` (allocated if not given; kernels.parkinson_nb passes a NumPy one)."""
     n = high.shape[0]
-    v = np.empty(n, dtype=np.float64)
+    v = _alloc(scratch, n)
+    far = 0
     for t in range(n):
         h = high[t]
         lo = low[t]
-        r = math.log(h / lo) if h > 0.0 and lo > 0.0 else np.nan
-        v[t] = r * r
+        u = (h - lo) / (h + lo)
+        r = _log_near1(u)
+        good = (h > 0.0) & (lo > 0.0)
+        near = abs(u) <= _U_NEAR1
+        v[t] = r * r if good & near else np.nan
+        far += good & (not near)
+    if far:
+        for t in range(n):
+            h = high[t]
+            lo = low[t]
+            if h > 0.0 and lo > 0.0 and not abs((h - lo) / (h + lo)) <= _U_NEAR1:
+                r = math.log(h / lo)
+                v[t] = r * r
     return _sqrt_mean(v, period, 1.0 / (4.0 * _LN2), _alloc(out, n))
 
 
@@ -475,84 +517,289 @@ def _exact_moments(x: np.ndarray, lo: int, hi: int) -> tuple[float, float, float
     return c, s1, s2, s3, s4
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _moments_run(x: np.ndarray, s: int, e: int, p: int, kurt: bool, out: np.ndarray) -> None:
-    """Rolling sample skewness (kurt False) or excess kurtosis over the NaN-free run [s, e).
+# Moments re-sum a window when a sum's rounding bound could exceed eps / _TOL_M ~ 2e-10 of
+# the scale its output needs (M2 for the variance, M2 * sd for M3, M2 * var for M4), and
+# re-centre when the centre is more than sqrt(_CENTRE_VARS) = 4 standard deviations from the
+# window mean (the central moments from shifted sums would cancel).
+_TOL_M = 1e-6
+_CENTRE_VARS = 16.0
 
-    O(1) per bar: sums of powers of d = x - c about a centre c near the window mean, re-summed
-    exactly every p bars (bounding drift) and whenever the variance's rounding bound could
-    exceed 1e-7 of it (as _mean_m2_run). A flat window (exactly, after a re-sum) gives NaN.
-    """
-    if e - s < p:
-        return
-    nn = float(p)
-    ip = 1.0 / nn
-    adj_skew = math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)
-    c, s1, s2, s3, s4 = _exact_moments(x, s, s + p)
-    err = 0.0
-    since = 0
-    for i in range(s + p - 1, e):
-        if i >= s + p:
-            a = x[i] - c
-            b = x[i - p] - c
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _moment_steps(
+    xa: np.ndarray,
+    xb: np.ndarray,
+    c: float,
+    d1: np.ndarray,
+    d2: np.ndarray,
+    d3: np.ndarray,
+    d4: np.ndarray,
+    m: int,
+    kurt: bool,
+) -> tuple[float, float, float]:
+    """The first m updates of the sums of d**k, d = x - c: dk[j] = a**k - b**k with a =
+    xa[j] - c entering and b = xb[j] - c leaving (k = 4 only if kurt). Returns what the sums
+    of squares, cubes and fourth powers absorb (sums of a**k + b**k, in absolute value);
+    reassociated, vectorised."""
+    e2 = 0.0
+    e3 = 0.0
+    e4 = 0.0
+    if not kurt:
+        for j in range(m):
+            a = xa[j] - c
+            b = xb[j] - c
             a2 = a * a
             b2 = b * b
-            s1 += a - b
-            s2 += a2 - b2
-            s3 += a2 * a - b2 * b
-            s4 += a2 * a2 - b2 * b2
-            err += 3.0 * (a2 + b2 + s1 * s1 * ip) + s2
-            since += 1
-            if since >= p or s2 - s1 * s1 * ip < _TOL * err:
-                c, s1, s2, s3, s4 = _exact_moments(x, i - p + 1, i + 1)
-                err = 0.0
-                since = 0
-        mu = s1 * ip
-        m2 = s2 * ip - mu * mu
-        if m2 <= 0.0 or s2 == 0.0:
-            out[i] = np.nan
-        elif kurt:
-            mu2 = mu * mu
-            m4 = s4 * ip - 4.0 * mu * s3 * ip + 6.0 * mu2 * s2 * ip - 3.0 * mu2 * mu2
-            g2 = m4 / (m2 * m2) - 3.0
-            out[i] = ((nn + 1.0) * g2 + 6.0) * (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))
-        else:
-            m3 = s3 * ip - 3.0 * mu * s2 * ip + 2.0 * mu * mu * mu
-            out[i] = adj_skew * m3 / (m2 * math.sqrt(m2))
-    return
+            a3 = a2 * a
+            b3 = b2 * b
+            d1[j] = a - b
+            d2[j] = a2 - b2
+            d3[j] = a3 - b3
+            e2 += a2 + b2
+            e3 += abs(a3) + abs(b3)
+        return e2, e3, e4
+    for j in range(m):
+        a = xa[j] - c
+        b = xb[j] - c
+        a2 = a * a
+        b2 = b * b
+        a3 = a2 * a
+        b3 = b2 * b
+        a4 = a2 * a2
+        b4 = b2 * b2
+        d1[j] = a - b
+        d2[j] = a2 - b2
+        d3[j] = a3 - b3
+        d4[j] = a4 - b4
+        e2 += a2 + b2
+        e3 += abs(a3) + abs(b3)
+        e4 += a4 + b4
+    return e2, e3, e4
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def skew_nb(x: np.ndarray, period: int) -> np.ndarray:
+def _skew_out(
+    p: int, s1: float, s2: float, s3: float, e2: float, e3: float, out: np.ndarray, j: int
+) -> bool:
+    """out[j] = sample skewness from the centred sums of one window (NaN when the variance is
+    not positive); False if the rounding bounds e2, e3 or the centre fail their checks (see
+    _TOL_M), and the window must be re-summed."""
+    nn = float(p)
+    ip = 1.0 / nn
+    mu = s1 * ip
+    big2 = s2 - s1 * mu  # p m2
+    m2 = big2 * ip
+    sd = np.sqrt(m2)
+    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * sd >= _TOL_M * e3)
+    big3 = s3 - mu * (3.0 * s2 - 2.0 * mu * s1)  # p m3, Horner form
+    v = (math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)) * (big3 * ip / (m2 * sd))
+    out[j] = v if m2 > 0.0 and s2 != 0.0 else np.nan
+    return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _kurt_out(
+    p: int,
+    s1: float,
+    s2: float,
+    s3: float,
+    s4: float,
+    e2: float,
+    e4: float,
+    out: np.ndarray,
+    j: int,
+) -> bool:
+    """out[j] = sample excess kurtosis, as _skew_out (checks e2, e4 and the centre)."""
+    nn = float(p)
+    ip = 1.0 / nn
+    mu = s1 * ip
+    big2 = s2 - s1 * mu  # p m2
+    m2 = big2 * ip
+    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * m2 >= _TOL_M * e4)
+    big4 = s4 - mu * (4.0 * s3 - mu * (6.0 * s2 - 3.0 * mu * s1))  # p m4, Horner form
+    g2 = big4 * ip / (m2 * m2) - 3.0
+    k = (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))  # G2 = (n+1) k g2 + 6 k: no division per bar
+    out[j] = ((nn + 1.0) * k) * g2 + 6.0 * k if m2 > 0.0 and s2 != 0.0 else np.nan
+    return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moment_out(
+    kurt: bool,
+    p: int,
+    s1: float,
+    s2: float,
+    s3: float,
+    s4: float,
+    e2: float,
+    e3: float,
+    e4: float,
+    out: np.ndarray,
+    j: int,
+) -> bool:
+    """_kurt_out if kurt, else _skew_out."""
+    if kurt:
+        return _kurt_out(p, s1, s2, s3, s4, e2, e4, out, j)
+    return _skew_out(p, s1, s2, s3, e2, e3, out, j)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_block(
+    kurt: bool,
+    p: int,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    s3: np.ndarray,
+    s4: np.ndarray,
+    e2: float,
+    e3: float,
+    e4: float,
+    out: np.ndarray,
+    m: int,
+) -> int:
+    """_moment_out for bars 0..m-1 of a block from its running sums, all checked against the
+    block's final bounds; returns how many failed. Branch-free loops, which LLVM vectorises."""
+    bad = 0
+    if kurt:
+        for j in range(m):
+            bad += not _kurt_out(p, s1[j], s2[j], s3[j], s4[j], e2, e4, out, j)
+    else:
+        for j in range(m):
+            bad += not _skew_out(p, s1[j], s2[j], s3[j], e2, e3, out, j)
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_steps(
+    x: np.ndarray,
+    s: int,
+    p: int,
+    kurt: bool,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    j0: int,
+    j1: int,
+    c: float,
+    s1: float,
+    s2: float,
+    s3: float,
+    s4: float,
+    o: np.ndarray,
+) -> int:
+    """Bars j0..j1-1 of _moments_run one at a time from the exact sums at j0, checking the
+    bounds at every bar and re-summing exactly where they fail. Returns the bar of the first
+    NaN (j1 if none)."""
+    e2 = 0.0
+    e3 = 0.0
+    e4 = 0.0
+    for j in range(j0, j1):
+        a = xa[j] - c
+        b = xb[j] - c
+        a2 = a * a
+        b2 = b * b
+        s1 += a - b
+        s2 += a2 - b2
+        s3 += a2 * a - b2 * b
+        s4 += a2 * a2 - b2 * b2
+        e2 += a2 + b2 + abs(s2)
+        e3 += abs(a2 * a) + abs(b2 * b) + abs(s3)
+        e4 += a2 * a2 + b2 * b2 + abs(s4)
+        if not _moment_out(kurt, p, s1, s2, s3, s4, e2, e3, e4, o, j):
+            if np.isnan(xa[j]):
+                return j
+            c, s1, s2, s3, s4 = _exact_moments(x, s + j + 1, s + j + 1 + p)
+            e2 = 0.0
+            e3 = 0.0
+            e4 = 0.0
+            _moment_out(kurt, p, s1, s2, s3, s4, e2, e3, e4, o, j)
+    return j1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments_run(x: np.ndarray, s: int, e: int, p: int, kurt: bool, out: np.ndarray) -> int:
+    """Rolling sample skewness (kurt False) or excess kurtosis along the run from s (x[s] is
+    not NaN) until the first NaN or e; returns where it stopped.
+
+    O(1) per bar: sums of d**k (k = 1..4) with d = x - c, c the mean of an exactly re-summed
+    window, in blocks of _CHUNK bars (at least p), each starting with an exact re-sum: the
+    updates of the whole block in vectorised loops (_moment_steps), the four running sums two
+    bars per step (_scan2), then outputs and checks in a vectorised loop (_moments_block):
+    every bar's sums must pass the rounding bounds (see _TOL_M) accumulated to the end of the
+    block. A block that fails (also: a NaN) is redone bar by bar (_moments_steps), re-summing
+    exactly where a bar fails, e.g. when a spike leaves the window. A flat window (exactly,
+    after a re-sum) gives NaN.
+    """
+    w = min(s + p, e)
+    k = _warm(x, s, w, out)
+    if k < w or w - s < p:
+        out[s:k] = np.nan
+        return k
+    out[s : w - 1] = np.nan
+    c, s1, s2, s3, s4 = _exact_moments(x, s, w)
+    _moment_out(kurt, p, s1, s2, s3, s4, 0.0, 0.0, 0.0, out, w - 1)
+    xa = x[w:e]
+    xb = x[s : e - p]
+    o = out[w:e]
+    n = xa.shape[0]
+    chunk = max(_CHUNK, p)
+    b1 = np.empty(chunk, dtype=np.float64)
+    b2 = np.empty(chunk, dtype=np.float64)
+    b3 = np.empty(chunk, dtype=np.float64)
+    b4 = np.empty(chunk, dtype=np.float64)
+    for j0 in range(0, n, chunk):
+        j1 = min(j0 + chunk, n)
+        m = j1 - j0
+        if j0 > 0:
+            c, s1, s2, s3, s4 = _exact_moments(x, s + j0, s + j0 + p)
+        e2, e3, e4 = _moment_steps(xa[j0:j1], xb[j0:j1], c, b1, b2, b3, b4, m, kurt)
+        _scan2(b1, b2, s1, s2, m)
+        e2 += _abs_total(b2, m)
+        if kurt:
+            _scan2(b3, b4, s3, s4, m)
+            e4 += _abs_total(b4, m)
+        else:
+            _scan1(b3, s3, m)
+        e3 += _abs_total(b3, m)
+        if _moments_block(kurt, p, b1, b2, b3, b4, e2, e3, e4, o[j0:j1], m):
+            stop = _moments_steps(x, s, p, kurt, xa, xb, j0, j1, c, s1, s2, s3, s4, o)
+            if stop < j1:
+                return w + stop
+    return e
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moments(x: np.ndarray, period: int, kurt: bool, out: np.ndarray | None) -> np.ndarray:
+    """_moments_run over every NaN-free run of x (NaN at NaN bars)."""
+    n = x.shape[0]
+    res = _alloc(out, n)
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
+    while i < n:
+        if np.isnan(x[i]):
+            res[i] = np.nan
+            i += 1
+        else:
+            i = _moments_run(x, i, n, period, kurt, res)
+    return res
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def skew_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling sample skewness, adjusted Fisher-Pearson G1 = sqrt(n(n-1)) / (n-2) * m3 / m2^1.5
     (pandas rolling skew, scipy.stats.skew(bias=False)); NaN on a flat window; n >= 3."""
-    out = _nan_like(x)
-    i = 0
-    n = x.shape[0]
-    while i < n:
-        s, e = _run1(x, i)
-        _moments_run(x, s, e, period, False, out)
-        i = e
-    return out
+    return _moments(x, period, x.shape[0] < 0, out)  # a non-literal False: one compilation
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def kurt_nb(x: np.ndarray, period: int) -> np.ndarray:
+def kurt_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling sample excess kurtosis G2 = ((n+1) g2 + 6)(n-1) / ((n-2)(n-3)), g2 = m4/m2^2 - 3
     (pandas rolling kurt, scipy.stats.kurtosis(bias=False)); NaN on a flat window; n >= 4."""
-    out = _nan_like(x)
-    i = 0
-    n = x.shape[0]
-    while i < n:
-        s, e = _run1(x, i)
-        _moments_run(x, s, e, period, True, out)
-        i = e
-    return out
+    return _moments(x, period, x.shape[0] >= 0, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
-    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
+def _autocorr_steps(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
+    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e),
+    bar by bar (_autocorr_run's fallback).
 
     O(1) per bar with co-moment sums about a common centre c, re-summed exactly whenever either
     variance's rounding bound could exceed 1e-7 of it (|cov| <= sqrt(va vb), so that bound also
@@ -619,19 +866,147 @@ def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarr
         out[t] = cov / math.sqrt(va * vb) if va > 0.0 and vb > 0.0 else np.nan
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _corr_steps(
+    x: np.ndarray,
+    t0: int,
+    t1: int,
+    lag: int,
+    w: int,
+    c: float,
+    da: np.ndarray,
+    daa: np.ndarray,
+    dab: np.ndarray,
+) -> tuple[float, float]:
+    """The updates of _autocorr_run's sums for the block of bars [t0, t1): da[k], daa[k] for
+    the window of x ending at t0 - lag + k (k >= 1; x enters, x lag bars back leaves), dab[i]
+    for the co-moment at t0 + i (i >= 1), all about c. Returns what the sums of squares and
+    the co-moment absorb (sums of magnitudes); reassociated, vectorised."""
+    # views indexed from 0, so that LLVM drops numba's negative-index wraparound and vectorises
+    n1 = t1 - t0 + lag - 1
+    xe = x[t0 - lag + 1 : t1]
+    xl = x[t0 - lag + 1 - w : t1 - w]
+    d1 = da[1:]
+    d2 = daa[1:]
+    ea = 0.0
+    for k in range(n1):
+        a = xe[k] - c
+        r = xl[k] - c
+        d1[k] = a - r
+        d2[k] = a * a - r * r
+        ea += a * a + r * r
+    n2 = t1 - t0 - 1
+    ya = x[t0 + 1 : t1]
+    yb = x[t0 + 1 - lag : t1 - lag]
+    ra_ = x[t0 + 1 - w : t1 - w]
+    rb_ = x[t0 + 1 - w - lag : t1 - w - lag]
+    d3 = dab[1:]
+    eab = 0.0
+    for i in range(n2):
+        ab = (ya[i] - c) * (yb[i] - c)
+        rab = (ra_[i] - c) * (rb_[i] - c)
+        d3[i] = ab - rab
+        eab += abs(ab) + abs(rab)
+    return ea, eab
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def autocorr_nb(x: np.ndarray, lag: int, window: int) -> np.ndarray:
+def _corr_block(
+    lag: int,
+    w: int,
+    sa: np.ndarray,
+    saa: np.ndarray,
+    sab: np.ndarray,
+    ea: float,
+    eab: float,
+    out: np.ndarray,
+    m: int,
+) -> int:
+    """Correlations of bars 0..m-1 of a block from the running sums (the lagged side's sums
+    are the same window sums lag entries earlier); returns how many fail the checks (as
+    _skew_out: each variance >= _TOL_M times its bound, centre within 4 sd, and the
+    co-moment's bound against sqrt(va vb)). Branch-free, vectorised."""
+    iw = 1.0 / w
+    bad = 0
+    xa1 = sa[lag : lag + m]  # views indexed from 0 (see _corr_steps)
+    xa2 = saa[lag : lag + m]
+    for i in range(m):
+        a1 = xa1[i]
+        a2 = xa2[i]
+        b1 = sa[i]
+        b2 = saa[i]
+        va = a2 - a1 * a1 * iw
+        vb = b2 - b1 * b1 * iw
+        cov = sab[i] - a1 * b1 * iw
+        den = np.sqrt(va * vb)
+        ok = (va >= _TOL_M * ea) & (vb >= _TOL_M * ea) & (den >= _TOL_M * eab)
+        ok &= (a1 * a1 <= _CENTRE_VARS * w * va) & (b1 * b1 <= _CENTRE_VARS * w * vb)
+        bad += not ok
+        out[i] = cov / den if (va > 0.0) & (vb > 0.0) else np.nan
+    return bad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _autocorr_run(x: np.ndarray, s: int, e: int, lag: int, w: int, out: np.ndarray) -> None:
+    """Rolling corr(x[j], x[j-lag]) over the last w values of j, along the NaN-free run [s, e).
+
+    In blocks of _CHUNK bars (at least w + lag): sums about the mean c of the window at the
+    block start, which is summed exactly; the window sums of x and x**2 are run from the
+    window ending lag bars before the block, so those of the lagged side are the same sums
+    lag entries back, and the co-moment is run from the block start (_corr_steps, then
+    _scan2 / _scan1: two bars per step). Outputs and checks in a vectorised loop (_corr_block);
+    a block that fails (a side flat or nearly, a spike leaving) is redone bar by bar
+    (_autocorr_steps). NaN when either side is flat.
+    """
+    first = s + w + lag - 1
+    if first >= e:
+        return
+    chunk = max(_CHUNK, w + lag)
+    da = np.empty(chunk + lag, dtype=np.float64)
+    daa = np.empty(chunk + lag, dtype=np.float64)
+    dab = np.empty(chunk, dtype=np.float64)
+    for t0 in range(first, e, chunk):
+        t1 = min(t0 + chunk, e)
+        m = t1 - t0
+        c, flat = _centre(x, t0 - w + 1, t0 + 1)
+        xw = x[t0 - lag - w + 1 : t0 - lag + 1]  # the first window of the block's x-side sums
+        a1 = 0.0
+        a2 = 0.0
+        for j in range(w):
+            d = xw[j] - c
+            a1 += d
+            a2 += d * d
+        xa = x[t0 - w + 1 : t0 + 1]
+        xb = x[t0 - w + 1 - lag : t0 + 1 - lag]
+        ab = 0.0
+        for j in range(w):
+            ab += (xa[j] - c) * (xb[j] - c)
+        ea, eab = _corr_steps(x, t0, t1, lag, w, c, da, daa, dab)
+        da[0] = a1
+        daa[0] = a2
+        dab[0] = ab
+        _scan2(da, daa, 0.0, 0.0, m + lag)
+        _scan1(dab, 0.0, m)
+        ea += _abs_total(daa, m + lag)
+        eab += _abs_total(dab, m)
+        if flat or _corr_block(lag, w, da, daa, dab, ea, eab, out[t0:t1], m):
+            _autocorr_steps(x, t0 - w - lag + 1, t1, lag, w, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def autocorr_nb(x: np.ndarray, lag: int, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling autocorrelation at `lag`: Pearson correlation of x[j] with x[j - lag] over the
     last `window` values of j (pandas x.rolling(window).corr(x.shift(lag))); NaN when either
     side is flat. Lookback window + lag - 1."""
-    out = _nan_like(x)
-    i = 0
     n = x.shape[0]
+    res = _alloc(out, n)
+    i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         s, e = _run1(x, i)
-        _autocorr_run(x, s, e, lag, window, out)
+        res[i : min(s + window + lag - 1, e)] = np.nan
+        _autocorr_run(x, s, e, lag, window, res)
         i = e
-    return out
+    return res
 
 
 __all__ = [

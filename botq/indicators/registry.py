@@ -341,9 +341,9 @@ _EVAL: dict[str, Callable[..., Any]] = {
     "halflife": lambda o, x, p: K.half_life_nb(x, p),
     "regime": lambda o, v, p: K.tercile_regime_nb(v, p),
     "vwap": lambda o, h, lo, c, v, session: K.vwap_nb(h, lo, c, v, session, o(0)),
-    "skew": lambda o, r, p: K.skew_nb(r, p),
-    "kurt": lambda o, r, p: K.kurt_nb(r, p),
-    "autocorr": lambda o, r, lag, w: K.autocorr_nb(r, lag, w),
+    "skew": lambda o, r, p: K.skew_nb(r, p, o(0)),
+    "kurt": lambda o, r, p: K.kurt_nb(r, p, o(0)),
+    "autocorr": lambda o, r, lag, w: K.autocorr_nb(r, lag, w, o(0)),
 }
 
 
