@@ -10,6 +10,7 @@ task = db.queue.wait(db.queue.enqueue("Hello", {"name": "world"}))
 
 from __future__ import annotations
 
+from botq import _kernel_cache
 from botq.db.database import Database, connect
 from botq.errors import (
     BotqError,
@@ -27,6 +28,9 @@ from botq.queue.scheduler import every, unschedule
 from botq.queue.worker import Worker
 
 __version__ = "0.1.0"
+
+# numba loads a kernel's cached code at its first call, never at import: this runs in time
+_kernel_cache.refresh()
 
 __all__ = [
     "BotqError",
