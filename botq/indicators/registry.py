@@ -305,18 +305,19 @@ def _upper_lower_mid(bands: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[
     return up, lo, mid
 
 
+def _pair(
+    kernel: Callable[..., None], x: np.ndarray, a: int, b: int, o1: np.ndarray, o2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A two-output kernel that writes into o1 and o2, as a node returning both."""
+    kernel(x, a, b, o1, o2)
+    return o1, o2
+
+
 # kind -> function(alloc, *dependency arrays, *params); alloc(i) gives the array that output
 # i is written to (a row of the result block when the output is requested, else a new NumPy
 # array: NumPy allocates on huge pages, numba's allocator would page-fault every 4 KiB);
 # alloc(i, True) gives an empty array instead, which tells the kernel to skip that output.
 # Looked up at call time, so tests may wrap entries.
-def _pair(
-    kernel: Callable[..., None], x: np.ndarray, a: int, b: int, o1: np.ndarray, o2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    kernel(x, a, b, o1, o2)
-    return o1, o2
-
-
 _EVAL: dict[str, Callable[..., Any]] = {
     "sma": lambda o, x, p: K.sma_nb(x, p, o(0)),
     "ema": lambda o, x, p: K.ema_nb(x, p, o(0)),
