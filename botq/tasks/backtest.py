@@ -23,6 +23,7 @@ import os
 import threading
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from botq.backtest import Strategy, Template, grid, run, run_many
@@ -30,6 +31,7 @@ from botq.backtest.compile import Market
 from botq.backtest.storage import json_safe, save_run, save_summaries
 from botq.errors import ConfigError, MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
+from botq.market.candles import FIELDS, FLOAT_FIELDS
 from botq.market.store import stored_range
 from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES
 from botq.queue.handlers import Context, handler
@@ -70,17 +72,19 @@ def _settings(payload: dict[str, Any]) -> dict[str, Any]:
 
 # The candles (and computed columns) of the sweep this worker process last ran a chunk of: the
 # chunks of one BulkBacktest that land on the same worker load the candles once and compute
-# each indicator once. One sweep at a time; its columns take up to BOTQ_COLUMN_CACHE_MB
-# (default 512), released when no chunk of it has run for SWEEP_IDLE_S seconds.
+# each indicator once, and so does a later sweep over the same, unchanged candles (checked
+# value by value). One candle range at a time; its columns take up to BOTQ_COLUMN_CACHE_MB
+# (default 512), released when no chunk has used them for SWEEP_IDLE_S seconds.
 SWEEP_IDLE_S = 60.0
-_sweep_market: dict[tuple[Any, ...], Market] = {}
+# (database, pair, timeframe, start, end) -> (id of the sweep last served, its Market)
+_sweep_market: dict[tuple[Any, ...], tuple[int, Market]] = {}
 _sweep_lock = threading.Lock()
 _sweep_timer: threading.Timer | None = None
 
 
-def _sweep_key(ctx: Context, bulk_id: int, s: dict[str, Any]) -> tuple[Any, ...]:
-    # the database too: task ids repeat across databases one process may serve
-    return (ctx.db.url, bulk_id, s["pair"], s["timeframe"], s["start"], s["end"])
+def _sweep_key(ctx: Context, s: dict[str, Any]) -> tuple[Any, ...]:
+    # the database too: the same pair and range in another database are other candles
+    return (ctx.db.url, s["pair"], s["timeframe"], s["start"], s["end"])
 
 
 def _forget_sweep() -> None:
@@ -113,25 +117,41 @@ def column_cache_mb() -> float:
     return mb
 
 
-def _remember(key: tuple[Any, ...], candles: Candles) -> Market:
-    market = Market.of(candles, cache_mb=column_cache_mb())
+def _remember(key: tuple[Any, ...], bulk_id: int, market: Market) -> Market:
     with _sweep_lock:
         _sweep_market.clear()
-        _sweep_market[key] = market
+        _sweep_market[key] = (bulk_id, market)
         _touch_sweep()
     return market
 
 
+def _same_candles(a: Candles, b: Candles) -> bool:
+    """Whether two loads returned the same candles, value for value."""
+    return (
+        (a.pair, a.timeframe, len(a)) == (b.pair, b.timeframe, len(b))
+        and all(
+            np.array_equal(getattr(a, f), getattr(b, f), equal_nan=f in FLOAT_FIELDS)
+            for f in FIELDS
+        )
+        and np.array_equal(a.complete, b.complete)
+    )
+
+
 def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
-    """The chunk's candles as a Market, shared by the chunks of its sweep in this process."""
+    """The chunk's candles as a Market, shared by the chunks of its sweep in this process, and
+    by a later sweep whose candles (loaded again and compared) have not changed."""
     if not isinstance(bulk_id, int):
         return Market.of(_candles(ctx, s))
-    key = _sweep_key(ctx, bulk_id, s)
+    key = _sweep_key(ctx, s)
     with _sweep_lock:
-        market = _sweep_market.get(key)
-        if market is not None:
+        kept = _sweep_market.get(key)
+        if kept is not None and kept[0] == bulk_id:
             _touch_sweep()
-    return market if market is not None else _remember(key, _candles(ctx, s))
+            return kept[1]
+    candles = _candles(ctx, s)
+    if kept is not None and _same_candles(kept[1].candles, candles):
+        return _remember(key, bulk_id, kept[1])  # its computed columns too
+    return _remember(key, bulk_id, Market.of(candles, cache_mb=column_cache_mb()))
 
 
 def _candles(ctx: Context, s: dict[str, Any]) -> Candles:

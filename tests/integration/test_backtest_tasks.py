@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -129,13 +131,52 @@ def test_a_worker_lets_a_finished_sweeps_columns_go(
     bulk = with_candles.queue.enqueue("BulkBacktest", payload)
     with botq.Worker(with_candles, schedule=False, poll_interval=0.2):
         assert with_candles.queue.wait(bulk, timeout=120).status == "completed"
-    (market,) = tasks._sweep_market.values()  # kept for the sweep's next chunk
+    ((served, market),) = tasks._sweep_market.values()  # kept for the sweep's next chunk
     assert market.cache is not None and len(market.cache) == 4  # ema_3, ema_5, ema_13, ema_21
-    assert next(iter(tasks._sweep_market))[:2] == (with_candles.url, bulk)
+    assert served == bulk and next(iter(tasks._sweep_market))[:2] == (with_candles.url, "BTC/USD")
     deadline = time.monotonic() + 10
     while tasks._sweep_market and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not tasks._sweep_market  # released once idle
+
+
+def test_a_later_sweep_over_unchanged_candles_reuses_the_computed_columns(
+    with_candles: Database,
+) -> None:
+    from botq.tasks import backtest as tasks
+
+    db = with_candles
+
+    def sweep(fast: list[int]) -> tuple[int, object]:
+        payload = {"template": CROSS, "grid": {"fast": fast, "slow": [21]}, "pair": "BTC/USD",
+                   "end": "2026-01-02 12:00"}  # fmt: skip
+        bulk = db.queue.enqueue("BulkBacktest", payload)
+        with botq.Worker(db, schedule=False, poll_interval=0.2):
+            assert db.queue.wait(bulk, timeout=120).status == "completed"
+        ((served, market),) = tasks._sweep_market.values()
+        assert served == bulk
+        return bulk, market
+
+    first, market = sweep([3, 5])
+    second, again = sweep([5, 8])
+    assert again is market and len(market.cache) == 4  # ema_3, ema_5, ema_21 kept, + ema_8
+    expected = run_many_table([5, 8], load(db, "BTC/USD", end="2026-01-02 12:00"))
+    got = results(db, second).sort_values("name").reset_index(drop=True)
+    assert list(got["final_value"]) == list(expected["final_value"])
+    # a candle inside the range changes: the next sweep loads, compares and starts afresh
+    changed = load(db, "BTC/USD", end="2026-01-02 12:00")
+    close = changed.close.copy()
+    close[100] *= 1.01
+    write_candles(db, replace(changed, close=close, high=np.maximum(changed.high, close)))
+    _, fresh = sweep([5, 8])
+    assert fresh is not market and len(fresh.cache) == 3
+
+
+def run_many_table(fast: list[int], candles: object) -> object:
+    from botq.backtest import Template, grid, run_many
+
+    table = run_many(grid(Template(CROSS), {"fast": fast, "slow": [21]}), candles)
+    return table.sort_values("name").reset_index(drop=True)
 
 
 def test_the_column_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
