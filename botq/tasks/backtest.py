@@ -79,6 +79,7 @@ SWEEP_IDLE_S = 60.0
 # (database, pair, timeframe, start, end) -> (id of the sweep last served, its Market)
 _sweep_market: dict[tuple[Any, ...], tuple[int, Market]] = {}
 _sweep_lock = threading.Lock()
+_sweep_loading = threading.Lock()
 _sweep_timer: threading.Timer | None = None
 
 
@@ -143,15 +144,16 @@ def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
     if not isinstance(bulk_id, int):
         return Market.of(_candles(ctx, s))
     key = _sweep_key(ctx, s)
-    with _sweep_lock:
-        kept = _sweep_market.get(key)
-        if kept is not None and kept[0] == bulk_id:
-            _touch_sweep()
-            return kept[1]
-    candles = _candles(ctx, s)
-    if kept is not None and _same_candles(kept[1].candles, candles):
-        return _remember(key, bulk_id, kept[1])  # its computed columns too
-    return _remember(key, bulk_id, Market.of(candles, cache_mb=column_cache_mb()))
+    with _sweep_loading:  # chunks starting together in this process: one loads, the rest wait
+        with _sweep_lock:
+            kept = _sweep_market.get(key)
+            if kept is not None and kept[0] == bulk_id:
+                _touch_sweep()
+                return kept[1]
+        candles = _candles(ctx, s)
+        if kept is not None and _same_candles(kept[1].candles, candles):
+            return _remember(key, bulk_id, kept[1])  # its computed columns too
+        return _remember(key, bulk_id, Market.of(candles, cache_mb=column_cache_mb()))
 
 
 def _candles(ctx: Context, s: dict[str, Any]) -> Candles:
