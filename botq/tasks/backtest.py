@@ -32,7 +32,7 @@ from botq.backtest.storage import json_safe, save_run, save_summaries
 from botq.errors import ConfigError, MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
 from botq.market.candles import FIELDS, FLOAT_FIELDS
-from botq.market.store import stored_range
+from botq.market.store import range_version, stored_range
 from botq.market.timeframes import NS_PER_MINUTE, TIMEFRAMES
 from botq.queue.handlers import Context, handler
 from botq.tasks._payload import choice, optional_time, required_str
@@ -76,8 +76,9 @@ def _settings(payload: dict[str, Any]) -> dict[str, Any]:
 # value by value). One candle range at a time; its columns take up to BOTQ_COLUMN_CACHE_MB
 # (default 512), released when no chunk has used them for SWEEP_IDLE_S seconds.
 SWEEP_IDLE_S = 60.0
-# (database, pair, timeframe, start, end) -> (id of the sweep last served, its Market)
-_sweep_market: dict[tuple[Any, ...], tuple[int, Market]] = {}
+# (database, pair, timeframe, start, end) -> (id of the sweep last served, its Market, the
+# candles' range_version when they were loaded)
+_sweep_market: dict[tuple[Any, ...], tuple[int, Market, str | None]] = {}
 _sweep_lock = threading.Lock()
 _sweep_loading = threading.Lock()
 _sweep_timer: threading.Timer | None = None
@@ -118,10 +119,10 @@ def column_cache_mb() -> float:
     return mb
 
 
-def _remember(key: tuple[Any, ...], bulk_id: int, market: Market) -> Market:
+def _remember(key: tuple[Any, ...], bulk_id: int, market: Market, version: str | None) -> Market:
     with _sweep_lock:
         _sweep_market.clear()
-        _sweep_market[key] = (bulk_id, market)
+        _sweep_market[key] = (bulk_id, market, version)
         _touch_sweep()
     return market
 
@@ -140,7 +141,8 @@ def _same_candles(a: Candles, b: Candles) -> bool:
 
 def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
     """The chunk's candles as a Market, shared by the chunks of its sweep in this process, and
-    by a later sweep whose candles (loaded again and compared) have not changed."""
+    by a later sweep over the same range if its candles have not been written since (their
+    range_version) or, loaded again, are value for value the same."""
     if not isinstance(bulk_id, int):
         return Market.of(_candles(ctx, s))
     key = _sweep_key(ctx, s)
@@ -150,10 +152,13 @@ def _sweep_candles(ctx: Context, s: dict[str, Any], bulk_id: Any) -> Market:
             if kept is not None and kept[0] == bulk_id:
                 _touch_sweep()
                 return kept[1]
+        version = range_version(ctx.db, s["pair"], s["start"], s["end"])  # before the load
+        if kept is not None and version is not None and version == kept[2]:
+            return _remember(key, bulk_id, kept[1], version)  # its computed columns too
         candles = _candles(ctx, s)
         if kept is not None and _same_candles(kept[1].candles, candles):
-            return _remember(key, bulk_id, kept[1])  # its computed columns too
-        return _remember(key, bulk_id, Market.of(candles, cache_mb=column_cache_mb()))
+            return _remember(key, bulk_id, kept[1], version)
+        return _remember(key, bulk_id, Market.of(candles, cache_mb=column_cache_mb()), version)
 
 
 def _candles(ctx: Context, s: dict[str, Any]) -> Candles:

@@ -131,7 +131,7 @@ def test_a_worker_lets_a_finished_sweeps_columns_go(
     bulk = with_candles.queue.enqueue("BulkBacktest", payload)
     with botq.Worker(with_candles, schedule=False, poll_interval=0.2):
         assert with_candles.queue.wait(bulk, timeout=120).status == "completed"
-    ((served, market),) = tasks._sweep_market.values()  # kept for the sweep's next chunk
+    ((served, market, _),) = tasks._sweep_market.values()  # kept for the sweep's next chunk
     assert market.cache is not None and len(market.cache) == 4  # ema_3, ema_5, ema_13, ema_21
     assert served == bulk and next(iter(tasks._sweep_market))[:2] == (with_candles.url, "BTC/USD")
     deadline = time.monotonic() + 10
@@ -141,11 +141,14 @@ def test_a_worker_lets_a_finished_sweeps_columns_go(
 
 
 def test_a_later_sweep_over_unchanged_candles_reuses_the_computed_columns(
-    with_candles: Database,
+    with_candles: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from botq.tasks import backtest as tasks
 
     db = with_candles
+    loads: list[object] = []
+    real_load = tasks._candles
+    monkeypatch.setattr(tasks, "_candles", lambda *a: loads.append(a) or real_load(*a))
 
     def sweep(fast: list[int]) -> tuple[int, object]:
         payload = {"template": CROSS, "grid": {"fast": fast, "slow": [21]}, "pair": "BTC/USD",
@@ -153,13 +156,15 @@ def test_a_later_sweep_over_unchanged_candles_reuses_the_computed_columns(
         bulk = db.queue.enqueue("BulkBacktest", payload)
         with botq.Worker(db, schedule=False, poll_interval=0.2):
             assert db.queue.wait(bulk, timeout=120).status == "completed"
-        ((served, market),) = tasks._sweep_market.values()
+        ((served, market, _),) = tasks._sweep_market.values()
         assert served == bulk
         return bulk, market
 
     first, market = sweep([3, 5])
+    assert len(loads) == 1
     second, again = sweep([5, 8])
     assert again is market and len(market.cache) == 4  # ema_3, ema_5, ema_21 kept, + ema_8
+    assert len(loads) == 1  # the candles were not written since: not even loaded again
     expected = run_many_table([5, 8], load(db, "BTC/USD", end="2026-01-02 12:00"))
     got = results(db, second).sort_values("name").reset_index(drop=True)
     assert list(got["final_value"]) == list(expected["final_value"])
@@ -169,7 +174,12 @@ def test_a_later_sweep_over_unchanged_candles_reuses_the_computed_columns(
     close[100] *= 1.01
     write_candles(db, replace(changed, close=close, high=np.maximum(changed.high, close)))
     _, fresh = sweep([5, 8])
-    assert fresh is not market and len(fresh.cache) == 3
+    assert fresh is not market and len(fresh.cache) == 3 and len(loads) == 2
+    # rewritten days with the same candles: loaded again, compared, and the columns reused
+    with db.connection() as conn:
+        conn.execute("UPDATE botq_candle_days SET n = n")
+    _, same = sweep([5, 8])
+    assert same is fresh and len(loads) == 3
 
 
 def run_many_table(fast: list[int], candles: object) -> object:

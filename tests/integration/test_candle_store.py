@@ -186,6 +186,25 @@ def test_candles_of_unknown_pairs_and_deleting_pairs_with_candles_are_refused(db
             conn.execute("DELETE FROM botq_pairs WHERE name = 'BTC/USD'")
 
 
+def test_range_version_changes_when_the_range_is_written(db: Database) -> None:
+    from dataclasses import replace
+
+    from botq.market.store import range_version
+
+    candles = synthetic("BTC/USD", "2026-01-01", 3 * 1440, seed=7)
+    write_candles(db, candles)
+    whole = range_version(db, "BTC/USD")
+    first_day = range_version(db, "BTC/USD", None, "2026-01-01 23:00")
+    assert whole == range_version(db, "BTC/USD") and whole != first_day
+    write_candles(db, candles)  # identical candles: nothing is written, nothing changes
+    assert range_version(db, "BTC/USD") == whole
+    close = candles.close.copy()
+    close[2000] += 1.0  # a candle of the second day
+    write_candles(db, replace(candles, close=close, high=np.maximum(candles.high, close)))
+    assert range_version(db, "BTC/USD") != whole
+    assert range_version(db, "ETH/USD") is None
+
+
 def test_rewriting_identical_candles_writes_nothing(db: Database) -> None:
     candles = synthetic("BTC/USD", "2026-01-01 12:00", 2000, seed=9)
     write_candles(db, candles)
