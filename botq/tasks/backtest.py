@@ -72,8 +72,8 @@ def _settings(payload: dict[str, Any]) -> dict[str, Any]:
 
 # The candles (and computed columns) of the sweep this worker process last ran a chunk of: the
 # chunks of one BulkBacktest that land on the same worker load the candles once and compute
-# each indicator once, and so does a later sweep over the same, unchanged candles (checked
-# value by value). One candle range at a time; its columns take up to BOTQ_COLUMN_CACHE_MB
+# each indicator once, and so does a later sweep over the same, unchanged candles (see
+# _sweep_candles). One candle range at a time; its columns take up to BOTQ_COLUMN_CACHE_MB
 # (default 512), released when no chunk has used them for SWEEP_IDLE_S seconds.
 SWEEP_IDLE_S = 60.0
 # (database, pair, timeframe, start, end) -> (id of the sweep last served, its Market, the
