@@ -112,7 +112,7 @@ def _magnitude(xa: np.ndarray, xb: np.ndarray, m: int) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _count_below(v: np.ndarray, thr: float, m: int) -> int:
+def _count_small(v: np.ndarray, thr: float, m: int) -> int:
     """How many of |v[0]|, ..., |v[m-1]| are below thr or NaN (vectorised)."""
     bad = 0
     for j in range(m):
@@ -175,7 +175,7 @@ def _direct_means(x: np.ndarray, w: int, p: int, o: np.ndarray, n: int) -> int:
                 oo[j] += y[j]
         for j in range(m):
             oo[j] *= ip
-        if _count_below(oo, 0.0, m):  # a NaN: the run ends at the first NaN bar
+        if _count_small(oo, 0.0, m):  # a NaN: the run ends at the first NaN bar
             xa = x[w + j0 : w + j1]
             for j in range(m):
                 if np.isnan(xa[j]):
@@ -234,7 +234,7 @@ def _rolling_mean_run(x: np.ndarray, s: int, e: int, p: int, out: np.ndarray) ->
             oo[j] = (t + (ya[j] - yb[j])) * ip
         # err as in _mean_steps, over the whole block (|sum| = |output| * p)
         err = _magnitude(ya, yb, m) + _abs_total(oo, m) * p
-        if _count_below(oo, _TOL * err * ip, m):
+        if _count_small(oo, _TOL * err * ip, m):
             stop = _mean_steps(x, s, p, xa, xb, j0, j1, acc, o)
             if stop < j1:
                 return w + stop

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -458,15 +458,14 @@ def last_candle_ns(db: Database, pair: str) -> int | None:
     return to_utc_ns(row[0])
 
 
-def range_version(
+def _range_row(
     db: Database,
+    query: str,
     pair: str,
-    start: datetime | str | int | None = None,
-    end: datetime | str | int | None = None,
-) -> str | None:
-    """A fingerprint of the stored candles that `load(db, pair, start, end)` reads (None if
-    the pair is unknown): it changes whenever any of them is written, so what was computed
-    from a load can be kept until then. One index scan over the days, nothing loaded."""
+    start: datetime | str | int | None,
+    end: datetime | str | int | None,
+) -> tuple[Any, ...] | None:
+    """The one row `query` returns for pair_id, start and end; None if the pair is unknown."""
     with db.connection() as conn:
         pair_id = pair_id_of(conn, pair, create=False)
         if pair_id is None:
@@ -476,7 +475,19 @@ def range_version(
             "start": _as_datetime(to_utc_ns(start)),
             "end": _as_datetime(to_utc_ns(end)),
         }
-        row = conn.execute(RANGE_VERSION, params).fetchone()
+        return conn.execute(query, params).fetchone()
+
+
+def range_version(
+    db: Database,
+    pair: str,
+    start: datetime | str | int | None = None,
+    end: datetime | str | int | None = None,
+) -> str | None:
+    """A fingerprint of the stored candles that `load(db, pair, start, end)` reads (None if
+    the pair is unknown): it changes whenever any of them is written, so what was computed
+    from a load can be kept until then. One index scan over the days, nothing loaded."""
+    row = _range_row(db, RANGE_VERSION, pair, start, end)
     return None if row is None else str(row[0])
 
 
@@ -488,16 +499,7 @@ def stored_range(
 ) -> tuple[int, int] | None:
     """(first, last) stored 1-minute candle times of `pair` (ns) with start <= time < end, or
     None if there is none: two index lookups, without loading anything."""
-    with db.connection() as conn:
-        pair_id = pair_id_of(conn, pair, create=False)
-        if pair_id is None:
-            return None
-        params = {
-            "pair_id": pair_id,
-            "start": _as_datetime(to_utc_ns(start)),
-            "end": _as_datetime(to_utc_ns(end)),
-        }
-        row = conn.execute(STORED_RANGE, params).fetchone()
+    row = _range_row(db, STORED_RANGE, pair, start, end)
     if row is None or row[0] is None:
         return None
     return to_utc_ns(row[0]), to_utc_ns(row[1])  # type: ignore[return-value]
