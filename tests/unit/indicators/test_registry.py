@@ -273,8 +273,28 @@ def test_bad_timeframes(df: pd.DataFrame) -> None:
 
 
 def test_unsorted_candles_are_rejected(df: pd.DataFrame) -> None:
-    with pytest.raises(MarketDataError, match="sorted"):
-        compute(df.iloc[::-1], ["vwap"])
+    dup = df.iloc[np.r_[0:50, 49:100]]
+    for bad in (df.iloc[::-1], dup):
+        with pytest.raises(MarketDataError, match="sorted"):
+            compute(bad, ["vwap"])
+        arrays = SimpleNamespace(
+            **{c: bad[c].to_numpy() for c in bad.columns}, time=bad.index.as_unit("ns").asi8
+        )
+        with pytest.raises(MarketDataError, match="sorted"):
+            compute(arrays, ["vwap"])
+
+
+def test_dataframe_columns_are_read_in_place_and_left_unchanged(df: pd.DataFrame) -> None:
+    # pandas hands out read-only views; compute reads them without a copy
+    before = df.copy(deep=True)
+    cols = registry._columns(df, ["close", "volume"])
+    close = df["close"].to_numpy()
+    assert not close.flags.writeable
+    assert np.shares_memory(cols["close"], close) and cols["close"].flags.writeable
+    got = compute(df, ["obv", "sma_5", "rsi_14", "price"])
+    pd.testing.assert_frame_equal(df, before)
+    np.testing.assert_array_equal(got["price"].to_numpy(), before["close"].to_numpy())
+    assert not np.shares_memory(got.to_numpy(), close)
 
 
 # ----------------------------------------------------------------------------- sharing
