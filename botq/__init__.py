@@ -11,6 +11,7 @@ task = db.queue.wait(db.queue.enqueue("Hello", {"name": "world"}))
 from __future__ import annotations
 
 from botq import _kernel_cache
+from botq._memory import keep_freed_memory
 from botq.db.database import Database, connect
 from botq.errors import (
     BotqError,
@@ -51,5 +52,6 @@ __all__ = [
     "connect",
     "every",
     "handler",
+    "keep_freed_memory",
     "unschedule",
 ]

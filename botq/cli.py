@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from botq._memory import keep_freed_memory
 from botq.db.database import URL_ENV, connect, redact
 from botq.db.local import LocalServer
 from botq.db.migrate import migrate
@@ -87,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     import_handler_modules(args.imports)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    keep_freed_memory()  # a worker allocates and drops the same column sizes chunk after chunk
     with connect() as db:
         worker = Worker(
             db,
@@ -182,6 +184,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from botq.demo import run_demo
 
+    keep_freed_memory()
     return run_demo(tasks=args.tasks)
 
 

@@ -18,18 +18,17 @@ failed), cancelling it cancels them.
 from __future__ import annotations
 
 import json
-import math
-import os
 import threading
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from botq._env import megabytes
 from botq.backtest import Strategy, Template, grid, run, run_many
 from botq.backtest.compile import Market
 from botq.backtest.storage import json_safe, save_run, save_summaries
-from botq.errors import ConfigError, MarketDataError, PayloadError, StrategyError
+from botq.errors import MarketDataError, PayloadError, StrategyError
 from botq.market import Candles, coverage, load
 from botq.market.candles import FIELDS, FLOAT_FIELDS
 from botq.market.store import range_version, stored_range
@@ -106,17 +105,7 @@ def _touch_sweep() -> None:
 
 def column_cache_mb() -> float:
     """BOTQ_COLUMN_CACHE_MB: megabytes of computed columns a worker keeps per sweep (0: none)."""
-    raw = os.environ.get("BOTQ_COLUMN_CACHE_MB", "512")
-    try:
-        mb = float(raw)
-    except ValueError:
-        mb = math.nan
-    if not mb >= 0:
-        raise ConfigError(
-            "BOTQ_COLUMN_CACHE_MB must be a number of megabytes >= 0 (0 turns the column "
-            f"cache off), got {raw!r}"
-        )
-    return mb
+    return megabytes("BOTQ_COLUMN_CACHE_MB", 512.0, "0 turns the column cache off")
 
 
 def _remember(key: tuple[Any, ...], bulk_id: int, market: Market, version: str | None) -> Market:
