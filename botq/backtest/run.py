@@ -45,12 +45,13 @@ class BacktestResult:
 
     strategy: Strategy
     metrics: dict[str, Any]
-    equity: pd.Series
     config: dict[str, Any] = field(default_factory=dict)
     records: np.ndarray = field(default_factory=lambda: np.empty(0, TRADE_DTYPE))
-    # the trades DataFrame, or a function building it: tens of thousands of rows take
-    # milliseconds that a caller looking at metrics only should not pay
+    # the trades DataFrame and the equity Series, or functions building them on first use: a
+    # caller looking at metrics only should not pay for tens of thousands of rows, or for
+    # writing and keeping 8 bytes per candle
     _trades: Any = field(default=None, repr=False)
+    _equity: Any = field(default=None, repr=False)
 
     @property
     def trades(self) -> pd.DataFrame:
@@ -58,6 +59,14 @@ class BacktestResult:
         if callable(self._trades):
             object.__setattr__(self, "_trades", self._trades())
         return self._trades
+
+    @property
+    def equity(self) -> pd.Series:
+        """The portfolio value at every close. Built on first use by running the backtest again
+        with the curve kept (about one run's time), from the same candles."""
+        if callable(self._equity):
+            object.__setattr__(self, "_equity", self._equity())
+        return self._equity
 
     def summary(self) -> str:
         """A few readable lines: period, results, trades, risk, timings."""
@@ -141,13 +150,15 @@ def _simulate(
     fee: float,
     next_open: bool,
     verbose: bool,
+    keep_equity: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Run the kernel once, again with room for every record if the first guess was short."""
+    """Run the kernel once, again with room for every record if the first guess was short.
+    Returns (records, equity (empty unless keep_equity), stats, engine ms)."""
     n = market.n
     # room for a fill every 8 candles (untouched pages cost nothing); more means a second run
     cap = max(4096, 2 * n) if verbose else max(1024, n // 8)
     stats = np.zeros(N_STATS)
-    equity = np.empty(n)
+    equity = np.empty(n if keep_equity else 0)
     while True:
         recs = np.empty(cap, TRADE_DTYPE)
         started = _time.perf_counter()
@@ -210,6 +221,20 @@ def _trades_frame(recs: np.ndarray, c: Compiled, market: Market) -> pd.DataFrame
     )
 
 
+def _equity_series(
+    strategy: Strategy, market: Market, capital: float, fee: float, fill: str, verbose: bool
+) -> pd.Series:
+    """The run's equity curve, from a second run of the same backtest that keeps it."""
+    compiled, columns = compile_all([strategy], market)
+    try:
+        _, equity, _, _ = _simulate(
+            compiled[0], market, columns.build(), capital, fee, fill == "next_open", verbose, True
+        )
+    finally:
+        columns.release()
+    return pd.Series(equity, index=market.index(), name="equity", copy=False)
+
+
 def _result(
     c: Compiled,
     market: Market,
@@ -220,7 +245,7 @@ def _result(
     verbose: bool,
 ) -> BacktestResult:
     matrix = columns.build()
-    recs, equity, stats, engine_ms = _simulate(
+    recs, _, stats, engine_ms = _simulate(
         c, market, matrix, capital, fee, fill == "next_open", verbose
     )
     cols = M.from_stats(
@@ -247,7 +272,7 @@ def _result(
         strategy=c.strategy,
         metrics=metrics,
         _trades=lambda: _trades_frame(recs, c, market),
-        equity=pd.Series(equity, index=index, name="equity", copy=False),
+        _equity=lambda: _equity_series(c.strategy, market, capital, fee, fill, verbose),
         config=config,
         records=recs,
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from botq.backtest import metrics as M
 from botq.backtest import run
 from botq.errors import StrategyError
 from tests.unit.backtest import T0, action, candles, price, strategy, trig
@@ -598,3 +599,24 @@ def test_long_held_spans_with_and_without_a_missing_close_agree() -> None:
     for k in ("final_value", "max_drawdown_pct", "sharpe", "sortino", "exposure_pct"):
         assert a.metrics[k] == pytest.approx(b.metrics[k], rel=1e-12), k
     assert b.metrics["max_drawdown_pct"] > 0 and b.metrics["trades"] == 1
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+def test_equity_is_built_on_first_use_and_matches_the_run(fill: str) -> None:
+    """The engine keeps no curve for a run whose equity nobody reads; reading it runs the
+    backtest again with the curve kept, which must give the run's own numbers."""
+    rng = np.random.default_rng(4)
+    closes = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, 300)))
+    s = strategy(
+        action("open_long", "50%", price("<", 100)),
+        action("sell", "100%", trig(type="pos_price_change", value="+3%")),
+        max_open_positions=2,
+    )
+    r = run(s, candles(list(closes)), fill=fill)
+    assert callable(r._equity)
+    eq = r.equity
+    assert r.equity is eq and len(eq) == 300
+    assert eq.iloc[-1] == r.metrics["final_value"] and r.metrics["trades"] > 2
+    ref = M.from_equity(eq.to_numpy(), capital=1000.0, bars_per_year=525_960.0)
+    for k in ("max_drawdown_pct", "sharpe", "sortino"):
+        assert r.metrics[k] == pytest.approx(ref[k], rel=1e-9), k
