@@ -20,3 +20,8 @@ def megabytes(name: str, default: float, zero_means: str) -> float:
     if not mb >= 0:
         raise ConfigError(f"{name} must be a number of megabytes >= 0 ({zero_means}), got {raw!r}")
     return mb
+
+
+def column_cache_mb() -> float:
+    """BOTQ_COLUMN_CACHE_MB: megabytes of computed columns a worker keeps per sweep (0: none)."""
+    return megabytes("BOTQ_COLUMN_CACHE_MB", 512.0, "0 turns the column cache off")

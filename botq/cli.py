@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from botq._env import column_cache_mb
 from botq._memory import keep_freed_memory
 from botq.db.database import URL_ENV, connect, redact
 from botq.db.local import LocalServer
@@ -82,6 +84,16 @@ def import_handler_modules(names: Sequence[str]) -> None:
             ) from exc
 
 
+def _prefault(max_bytes: int) -> None:
+    """Ready a sweep's column store while the worker waits for its first task."""
+    try:
+        from botq.backtest.compile import prefault_column_store
+
+        prefault_column_store(max_bytes)
+    except Exception:  # noqa: BLE001 - an optimisation: the first sweep just runs slower
+        logging.getLogger("botq.worker").warning("could not prepare sweep memory", exc_info=True)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from botq.queue.handlers import registered
     from botq.queue.worker import Worker
@@ -89,6 +101,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import_handler_modules(args.imports)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     keep_freed_memory()  # a worker allocates and drops the same column sizes chunk after chunk
+    cache_mb = column_cache_mb()  # a bad value stops the worker here, with its fix
+    if cache_mb > 0 and (not args.types or "BacktestChunk" in args.types):
+        threading.Thread(
+            target=_prefault, args=(int(cache_mb * 2**20),), name="botq-prefault", daemon=True
+        ).start()
     with connect() as db:
         worker = Worker(
             db,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from botq._env import megabytes
+from botq._env import column_cache_mb
 from botq.backtest import Strategy, Template, grid, run, run_many
 from botq.backtest.compile import Market
 from botq.backtest.storage import json_safe, save_run, save_summaries
@@ -101,11 +101,6 @@ def _touch_sweep() -> None:
     _sweep_timer = threading.Timer(SWEEP_IDLE_S, _forget_sweep)
     _sweep_timer.daemon = True
     _sweep_timer.start()
-
-
-def column_cache_mb() -> float:
-    """BOTQ_COLUMN_CACHE_MB: megabytes of computed columns a worker keeps per sweep (0: none)."""
-    return megabytes("BOTQ_COLUMN_CACHE_MB", 512.0, "0 turns the column cache off")
 
 
 def _remember(key: tuple[Any, ...], bulk_id: int, market: Market, version: str | None) -> Market:

@@ -70,3 +70,12 @@ def test_the_worker_command_keeps_freed_memory() -> None:
     )
     assert res.returncode == 1
     assert f"{ENV} must be a number of megabytes" in res.stderr + res.stdout
+
+
+def test_the_worker_command_checks_the_column_cache_setting_at_start() -> None:
+    env = dict(os.environ, BOTQ_COLUMN_CACHE_MB="lots")
+    res = subprocess.run(
+        [sys.executable, "-m", "botq", "worker"], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 1
+    assert "BOTQ_COLUMN_CACHE_MB must be a number of megabytes" in res.stderr + res.stdout

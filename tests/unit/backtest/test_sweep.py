@@ -161,3 +161,28 @@ def test_a_full_column_store_gives_a_private_matrix_then_starts_afresh() -> None
         .drop(columns="name")
         .equals(run_many(first, candles).drop(columns="name"))
     )
+
+
+def test_a_prefaulted_store_serves_the_next_market_once() -> None:
+    import botq.backtest.compile as compile_module
+
+    candles = synthetic("BTC/USD", "2026-01-01", 3000, seed=4)
+    size = 4 * 3000 * 8  # four columns
+    compile_module.prefault_column_store(size)
+    spare = compile_module._prefaulted[0]
+    assert spare.nbytes == size and not spare.any()  # written (zeros), so its pages exist
+    first = grid(TEMPLATE, {"fast": [3, 5], "slow": [20], "stop": [2]})
+    market = Market.of(candles, cache_mb=size / 2**20)
+    _, cols = compile_all(first, market)
+    assert cols.matrix is not None and np.shares_memory(cols.matrix, spare)
+    assert not compile_module._prefaulted  # given once: the next market gets memory of its own
+    other = Market.of(candles, cache_mb=size / 2**20)
+    _, cols2 = compile_all(first, other)
+    assert cols2.matrix is not None and not np.shares_memory(cols2.matrix, spare)
+    assert (
+        run_many(first, market)
+        .drop(columns="name")
+        .equals(run_many(first, candles).drop(columns="name"))
+    )
+    cols.release()
+    cols2.release()
