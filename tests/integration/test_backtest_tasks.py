@@ -190,8 +190,8 @@ def run_many_table(fast: list[int], candles: object) -> object:
 
 
 def test_the_column_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from botq.errors import ConfigError
     from botq._env import column_cache_mb
+    from botq.errors import ConfigError
 
     monkeypatch.delenv("BOTQ_COLUMN_CACHE_MB", raising=False)
     assert column_cache_mb() == 512
