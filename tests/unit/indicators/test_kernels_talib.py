@@ -356,3 +356,45 @@ def test_ema_pair_equals_two_emas_bit_for_bit(p1: int, p2: int) -> None:
         K.ema_pair_nb(data, p1, p2, o1, o2)
         np.testing.assert_array_equal(o1, K.ema_nb(data, p1))
         np.testing.assert_array_equal(o2, K.ema_nb(data, p2))
+
+
+def _ema_outputs(x: np.ndarray) -> list[np.ndarray]:
+    """Every EMA-chain output: EMA alone, a pair, MACD's four (the slow EMA kept)."""
+    o1, o2 = np.empty(x.shape[0]), np.empty(x.shape[0])
+    K.ema_pair_nb(x, 9, 30, o1, o2)
+    return [K.ema_nb(x, 12), o1, o2, *K.macd_slow_nb(x, 12, 26, 9)]
+
+
+def test_ema_chains_never_look_ahead() -> None:
+    """A bar's EMA (alone, in a pair, in MACD) depends only on the bars up to it: the series
+    cut after a position, or with a NaN right after it, gives the same values there, bit for
+    bit (positions around the pair's hand-over from seeding to its joint loop too)."""
+    x = walk(2300, seed=11)["close"]
+    full = _ema_outputs(x)
+    for t in [*range(26, 52), *range(1018, 1032), 2299]:
+        cut = _ema_outputs(x[: t + 1])
+        gap = x.copy()
+        gap[t + 1 : t + 3] = np.nan
+        holed = _ema_outputs(gap)
+        for a, b, c in zip(full, cut, holed, strict=True):
+            np.testing.assert_array_equal(b, a[: t + 1])
+            np.testing.assert_array_equal(c[: t + 1], a[: t + 1])
+
+
+def test_emas_of_a_flat_price_are_exactly_flat() -> None:
+    """Two EMAs of an unchanging price must not cross on rounding noise: from an exact seed
+    (a mean of equal values) TA-Lib's step keeps every EMA exactly at the price."""
+    for out in _ema_outputs(np.full(3000, 61_234.5))[:3]:
+        assert (out[~np.isnan(out)] == 61_234.5).all()
+
+
+def test_ema_chains_stay_within_1e_12_of_talib_over_long_series() -> None:
+    """No drift over 200,000 bars: EMAs within 1e-12 of TA-Lib, MACD within 1e-9 absolute."""
+    talib = pytest.importorskip("talib")
+    x = walk(200_000, seed=12)["close"]
+    for p in (2, 12, 50, 200):
+        np.testing.assert_allclose(K.ema_nb(x, p), talib.EMA(x, p), rtol=1e-12, equal_nan=True)
+    line, sig, hist = K.macd_nb(x, 12, 26, 9)
+    ref = talib.MACD(x, 12, 26, 9)
+    for mine, theirs in zip((line, sig, hist), ref, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9, equal_nan=True)
