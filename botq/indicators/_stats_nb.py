@@ -169,14 +169,14 @@ def parkinson_nb(
     """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
     last `period` bars (not annualised).
 
-    In blocks of _CHUNK bars: the squared logs of the block and the period - 1 bars before it
+    In blocks of 4 _CHUNK bars: the squared logs of the block and the period - 1 bars before it
     (_sq_log_range), their rolling mean (sma_nb: NaN-free runs, exact re-sums) and the square
     roots, all in two small buffers, so no full-length intermediate array is written.
     """
     n = high.shape[0]
     res = _alloc(out, n)
     back = max(period - 1, 0)
-    chunk = max(_CHUNK, period)
+    chunk = max(4 * _CHUNK, period)
     vb = np.empty(chunk + back, dtype=np.float64)
     mb = np.empty(chunk + back, dtype=np.float64)
     scale = 1.0 / (4.0 * _LN2)
