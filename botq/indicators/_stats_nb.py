@@ -138,19 +138,11 @@ def _log_near1(u: float) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def parkinson_nb(
-    high: np.ndarray,
-    low: np.ndarray,
-    period: int,
-    out: np.ndarray | None = None,
-    scratch: np.ndarray | None = None,
-) -> np.ndarray:
-    """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
-    last `period` bars (not annualised). ln(h/l) from _log_near1 in a vectorised loop, and
-    math.log in a second pass for the rare bars whose range is too wide for it; the squared
-    logs go to `scratch` (allocated if not given; kernels.parkinson_nb passes a NumPy one)."""
-    n = high.shape[0]
-    v = _alloc(scratch, n)
+def _sq_log_range(high: np.ndarray, low: np.ndarray, v: np.ndarray) -> None:
+    """v[t] = ln(high[t] / low[t])**2, NaN where a price is not positive: _log_near1 in a
+    vectorised loop, and math.log in a second pass for the rare bars whose range is too wide
+    for it."""
+    n = v.shape[0]
     far = 0
     for t in range(n):
         h = high[t]
@@ -168,7 +160,40 @@ def parkinson_nb(
             if h > 0.0 and lo > 0.0 and not abs((h - lo) / (h + lo)) <= _U_NEAR1:
                 r = math.log(h / lo)
                 v[t] = r * r
-    return _sqrt_mean(v, period, 1.0 / (4.0 * _LN2), _alloc(out, n))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def parkinson_nb(
+    high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Parkinson (1980) range volatility per bar: sqrt(mean(ln(h/l)^2) / (4 ln 2)) over the
+    last `period` bars (not annualised).
+
+    In blocks of 4 _CHUNK bars: the squared logs of the block and the period - 1 bars before it
+    (_sq_log_range), their rolling mean (sma_nb: NaN-free runs, exact re-sums) and the square
+    roots, all in two small buffers, so no full-length intermediate array is written.
+    """
+    n = high.shape[0]
+    res = _alloc(out, n)
+    back = max(period - 1, 0)
+    chunk = max(4 * _CHUNK, period)
+    vb = np.empty(chunk + back, dtype=np.float64)
+    mb = np.empty(chunk + back, dtype=np.float64)
+    scale = 1.0 / (4.0 * _LN2)
+    for t0 in range(0, n, chunk):
+        t1 = min(t0 + chunk, n)
+        lo = max(t0 - back, 0)
+        k = t1 - lo
+        v = vb[:k]
+        m = mb[:k]
+        _sq_log_range(high[lo:t1], low[lo:t1], v)
+        sma_nb(v, period, m)
+        o = res[t0:t1]
+        mm = m[t0 - lo :]
+        for j in range(t1 - t0):
+            x = mm[j] * scale
+            o[j] = math.sqrt(x) if x >= 0.0 else np.nan
+    return res
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -4,7 +4,7 @@ This module is the import surface: the classic (TA-Lib-defined) kernels live in
 ``_classic_nb``, the statistical ones in ``_stats_nb``; the two time kernels used for
 higher-timeframe evaluation are defined here, and so are thin Python wrappers for the
 kernels that would otherwise allocate a large array with numba (skew, kurtosis,
-autocorrelation without an ``out``; Parkinson's scratch array), which allocate it with NumPy
+autocorrelation and Parkinson without an ``out``), which allocate it with NumPy
 (see ``_numpy_out``). All kernels take and return float64 arrays
 (times are int64 nanoseconds since the Unix epoch, UTC), return NaN during warm-up, and
 compute each NaN-free run of bars as its own series. Because they release the GIL, independent
@@ -90,10 +90,8 @@ def kurt_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.nda
 def parkinson_nb(
     high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Parkinson range volatility (see ``_stats_nb.parkinson_nb``) with its scratch array (and
-    the output, if not given) allocated by NumPy."""
-    n = high.shape[0]
-    return _parkinson_nb(high, low, period, _numpy_out(out, n), np.empty(n, dtype=np.float64))
+    """Parkinson range volatility (see ``_stats_nb.parkinson_nb``) into a NumPy array."""
+    return _parkinson_nb(high, low, period, _numpy_out(out, high.shape[0]))
 
 
 def autocorr_nb(x: np.ndarray, lag: int, window: int, out: np.ndarray | None = None) -> np.ndarray:

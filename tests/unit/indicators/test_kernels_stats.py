@@ -143,6 +143,23 @@ def test_parkinson_matches_formula(d: dict) -> None:
     same(K.parkinson_nb(d["high"], d["low"], 20), ref)
 
 
+@pytest.mark.parametrize("p", [2, 20, 2100])
+def test_parkinson_across_blocks_with_gaps_and_wide_ranges(p: int) -> None:
+    """Blocks of 2048 bars recompute the p - 1 bars before them: gaps just before, at and
+    after a block start, a gap inside a block, bars too wide for the near-1 log, and a
+    length that is not a multiple of the block."""
+    x = ohlcv(3 * 2048 + 77, seed=3)
+    h, lo = x["high"].copy(), x["low"].copy()
+    for i in (1000, 2047, 2048, 2050, 4096 + p // 2):
+        h[i] = np.nan
+    lo[5000] = -1.0  # not positive: no log, like a gap
+    h[[100, 3000, 6100]] *= 1.5  # ranges beyond _U_NEAR1
+    with np.errstate(invalid="ignore"):
+        hl = pd.Series(np.log(h / lo) ** 2)
+    ref = np.sqrt(hl.rolling(p).mean() / (4.0 * math.log(2.0)))
+    same(K.parkinson_nb(h, lo, p), ref)
+
+
 def test_garman_klass_matches_formula(d: dict) -> None:
     o, h, lo, c = d["open"], d["high"], d["low"], d["close"]
     v = pd.Series(0.5 * np.log(h / lo) ** 2 - (2 * math.log(2.0) - 1) * np.log(c / o) ** 2)
