@@ -13,12 +13,13 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from botq._env import column_cache_mb
-from botq._memory import keep_freed_memory
+from botq._memory import keep_freed_memory, prefault
 from botq.db.database import URL_ENV, connect, redact
 from botq.db.local import LocalServer
 from botq.db.migrate import migrate
@@ -84,14 +85,17 @@ def import_handler_modules(names: Sequence[str]) -> None:
             ) from exc
 
 
-def _prefault(max_bytes: int) -> None:
+def _prefault(nbytes: int) -> None:
     """Ready a sweep's column store while the worker waits for its first task."""
+    log = logging.getLogger("botq.worker")
+    started = time.perf_counter()
     try:
-        from botq.backtest.compile import prefault_column_store
-
-        prefault_column_store(max_bytes)
-    except Exception:  # noqa: BLE001 - an optimisation: the first sweep just runs slower
-        logging.getLogger("botq.worker").warning("could not prepare sweep memory", exc_info=True)
+        done = prefault(nbytes)
+    except MemoryError:
+        log.warning("no memory to ready a sweep's column store ahead (%d MB)", nbytes >> 20)
+        return
+    if done:
+        log.info("column store ready: %d MB in %.1f s", nbytes >> 20, time.perf_counter() - started)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

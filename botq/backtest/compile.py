@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from botq._memory import take_prefaulted
 from botq.backtest.engine_nb import streak_nb
 from botq.backtest.enums import (
     OPERATORS,
@@ -126,26 +127,8 @@ class ColumnCache:
             self._users -= 1
 
 
-# A store's worth of memory written ahead of time (prefault_column_store), given to the next
-# ColumnCache that needs a store: once, never shared.
-_prefaulted: list[np.ndarray] = []
-_prefaulted_lock = threading.Lock()
-
-
-def prefault_column_store(max_bytes: int) -> None:
-    """Write the memory of a column store of max_bytes now, for the next ColumnCache of at
-    most that size in this process. A fresh page costs a fault at its first write (on the
-    virtual machines measured, 1-3 ms per MB against 0.07 ms to write it again), which a
-    worker's first sweep would otherwise pay while it computes its columns."""
-    buf = np.empty(max_bytes // 8)
-    buf.fill(0.0)
-    with _prefaulted_lock:
-        _prefaulted[:] = [buf]
-
-
 def _new_store(rows: int, n: int) -> np.ndarray:
-    with _prefaulted_lock:
-        buf = _prefaulted.pop() if _prefaulted and _prefaulted[0].shape[0] >= rows * n else None
+    buf = take_prefaulted(rows * n * 8)  # a worker readies one ahead of its first sweep
     if buf is None:
         return np.empty((rows, n))  # pages are only taken as rows are written
     return buf[: rows * n].reshape(rows, n)

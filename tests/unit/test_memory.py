@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from botq._memory import ENV, keep_freed_memory
+from botq import _memory
+from botq._memory import ENV, keep_freed_memory, prefault, take_prefaulted
 from botq.errors import ConfigError
 
 # Allocate, fill and drop three 8 MB arrays ten times; report the page faults of rounds 2-10.
@@ -79,3 +80,21 @@ def test_the_worker_command_checks_the_column_cache_setting_at_start() -> None:
     )
     assert res.returncode == 1
     assert "BOTQ_COLUMN_CACHE_MB must be a number of megabytes" in res.stderr + res.stdout
+
+
+def test_prefaulted_memory_is_written_and_given_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_memory, "_taken", False)
+    monkeypatch.setattr(_memory, "_spare", [])
+    assert prefault(1 << 20)
+    buf = take_prefaulted(1 << 19)
+    assert buf is not None and buf.nbytes == 1 << 20 and not buf.any()  # zeros: pages exist
+    assert take_prefaulted(1 << 19) is None
+    # once someone has asked, a late prefault would only be kept for nobody
+    assert not prefault(1 << 20) and not _memory._spare
+
+
+def test_a_prefault_too_small_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_memory, "_taken", False)
+    monkeypatch.setattr(_memory, "_spare", [])
+    assert prefault(1 << 16)
+    assert take_prefaulted(1 << 20) is None

@@ -163,20 +163,20 @@ def test_a_full_column_store_gives_a_private_matrix_then_starts_afresh() -> None
     )
 
 
-def test_a_prefaulted_store_serves_the_next_market_once() -> None:
-    import botq.backtest.compile as compile_module
+def test_a_prefaulted_store_serves_the_next_market_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botq import _memory
 
+    monkeypatch.setattr(_memory, "_taken", False)
+    monkeypatch.setattr(_memory, "_spare", [])
     candles = synthetic("BTC/USD", "2026-01-01", 3000, seed=4)
     size = 4 * 3000 * 8  # four columns
-    compile_module.prefault_column_store(size)
-    spare = compile_module._prefaulted[0]
-    assert spare.nbytes == size and not spare.any()  # written (zeros), so its pages exist
+    assert _memory.prefault(size)
+    spare = _memory._spare[0]
     first = grid(TEMPLATE, {"fast": [3, 5], "slow": [20], "stop": [2]})
     market = Market.of(candles, cache_mb=size / 2**20)
     _, cols = compile_all(first, market)
     assert cols.matrix is not None and np.shares_memory(cols.matrix, spare)
-    assert not compile_module._prefaulted  # given once: the next market gets memory of its own
-    other = Market.of(candles, cache_mb=size / 2**20)
+    other = Market.of(candles, cache_mb=size / 2**20)  # given once: this one gets new memory
     _, cols2 = compile_all(first, other)
     assert cols2.matrix is not None and not np.shares_memory(cols2.matrix, spare)
     assert (
