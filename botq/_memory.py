@@ -3,7 +3,7 @@
 glibc serves large blocks (a 1M-bar float64 column is 8 MB) with mmap and unmaps them when
 they are freed, so a loop that computes and drops columns faults every page in again. On
 virtual machines a fresh page costs far more than a reused one: allocating, filling and
-dropping an 80 MB array took 4.2 ms per round here, 0.6 ms with its memory kept. This raises
+dropping an 80 MB array took 42 ms per round here, 6.4 ms with its memory kept. This raises
 glibc's mmap and trim thresholds so freed blocks stay in the heap for the next allocation.
 """
 
@@ -56,7 +56,7 @@ _taken = False  # someone asked already: a prefault that comes later is wasted, 
 def prefault(nbytes: int) -> bool:
     """Write nbytes of fresh memory now and keep it for the next `take_prefaulted` in this
     process. A fresh page costs a fault at its first write (on the virtual machines measured,
-    1-3 ms per MB, against 0.07 ms to write it again): a worker does this while it waits for
+    0.5-3 ms per MB, against 0.07 ms to write it again): a worker does this while it waits for
     its first sweep, whose column store would otherwise fault page by page. Returns False
     when a taker came first (nothing is kept)."""
     with _spare_lock:
