@@ -602,6 +602,21 @@ def _moment_steps(
     return e2, e3, e4
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _moment_base(
+    p: int, s1: float, s2: float, e2: float
+) -> tuple[float, float, float, float, float, bool]:
+    """What skewness and kurtosis share: (n, 1/n, mean, n m2, m2, whether the variance passes
+    its rounding bound e2 and the centre lies within 4 sd of the mean)."""
+    nn = float(p)
+    ip = 1.0 / nn
+    mu = s1 * ip
+    big2 = s2 - s1 * mu  # p m2
+    m2 = big2 * ip
+    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2)
+    return nn, ip, mu, big2, m2, ok
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _skew_out(
     p: int, s1: float, s2: float, s3: float, e2: float, e3: float, out: np.ndarray, j: int
@@ -609,13 +624,9 @@ def _skew_out(
     """out[j] = sample skewness from the centred sums of one window (NaN when the variance is
     not positive); False if the rounding bounds e2, e3 or the centre fail their checks (see
     _TOL_M), and the window must be re-summed."""
-    nn = float(p)
-    ip = 1.0 / nn
-    mu = s1 * ip
-    big2 = s2 - s1 * mu  # p m2
-    m2 = big2 * ip
+    nn, ip, mu, big2, m2, ok = _moment_base(p, s1, s2, e2)
     sd = np.sqrt(m2)
-    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * sd >= _TOL_M * e3)
+    ok = ok & (big2 * sd >= _TOL_M * e3)
     big3 = s3 - mu * (3.0 * s2 - 2.0 * mu * s1)  # p m3, Horner form
     v = (math.sqrt(nn * (nn - 1.0)) / (nn - 2.0)) * (big3 * ip / (m2 * sd))
     out[j] = v if m2 > 0.0 and s2 != 0.0 else np.nan
@@ -635,12 +646,8 @@ def _kurt_out(
     j: int,
 ) -> bool:
     """out[j] = sample excess kurtosis, as _skew_out (checks e2, e4 and the centre)."""
-    nn = float(p)
-    ip = 1.0 / nn
-    mu = s1 * ip
-    big2 = s2 - s1 * mu  # p m2
-    m2 = big2 * ip
-    ok = (big2 >= _TOL_M * e2) & (mu * mu <= _CENTRE_VARS * m2) & (big2 * m2 >= _TOL_M * e4)
+    nn, ip, mu, big2, m2, ok = _moment_base(p, s1, s2, e2)
+    ok = ok & (big2 * m2 >= _TOL_M * e4)
     big4 = s4 - mu * (4.0 * s3 - mu * (6.0 * s2 - 3.0 * mu * s1))  # p m4, Horner form
     g2 = big4 * ip / (m2 * m2) - 3.0
     k = (nn - 1.0) / ((nn - 2.0) * (nn - 3.0))  # G2 = (n+1) k g2 + 6 k: no division per bar
