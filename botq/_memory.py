@@ -10,7 +10,6 @@ glibc's mmap and trim thresholds so freed blocks stay in the heap for the next a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 
 import numpy as np
@@ -37,11 +36,10 @@ def keep_freed_memory(limit_mb: float | None = None) -> bool:
     )
     if not mb > 0:
         return False
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False  # not glibc
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded in this process
+    except (OSError, AttributeError):
+        return False  # no mallopt here (not glibc)
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     size = int(min(mb, 2047.0) * 2**20)
     return bool(mallopt(_M_MMAP_THRESHOLD, size)) and bool(mallopt(_M_TRIM_THRESHOLD, size))
