@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from botq.indicators._fma import fma
+
 # A guarded running sum re-sums its window when |value| < _TOL * (sum of magnitudes it has
 # absorbed since the last exact sum), bounding relative error by about eps / _TOL ~ 2e-9 in
 # the worst case; in practice errors stay near 1e-14.
@@ -614,12 +616,43 @@ def _mean_m2(
             i = _mean_m2_run(x, i, n, period, ddof, mode, width, o0, o1, o2)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _ema_k(p: int) -> tuple[float, float]:
+    """(1 - k, k) for k = 2 / (p + 1), k rounded so that the two add up to exactly 1."""
+    keep = 1.0 - 2.0 / (p + 1)
+    return keep, 1.0 - keep
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _ema_step(prev: float, v: float, keep: float, k: float) -> float:
+    """The EMA step prev + k (v - prev), as (1 - k) prev + k v rounded once: the chain from
+    one bar to the next is a single multiply-add (4 cycles, against 7 for a subtraction then a
+    multiply-add), and with (1 - k) + k == 1 a value equal to prev stays exactly prev (the
+    rounding of k v moves the sum by less than half an ulp while k < 1/2)."""
+    return fma(keep, prev, k * v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _seed_mean(x: np.ndarray, lo: int, hi: int) -> float:
+    """Mean of x[lo:hi] (no NaN), corrected by the mean of the residuals: within an ulp of
+    TA-Lib's sum / p, and exactly the value when all are equal (sum / p alone is often an ulp
+    off, and an EMA seeded there never moves back to a flat price)."""
+    acc = 0.0
+    for j in range(lo, hi):
+        acc += x[j]
+    m = acc / (hi - lo)
+    d = 0.0
+    for j in range(lo, hi):
+        d += x[j] - m
+    return m + d / (hi - lo)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ema_run(x: np.ndarray, s: int, e: int, p: int, first: int, out: np.ndarray) -> int:
-    """TA-Lib EMA along the run from s: seed = SMA of the p values ending at s+first, then
-    prev = (x - prev) * k + prev with k = 2 / (p + 1) (a fused multiply-add; this form keeps
-    a flat price exactly flat). first >= p - 1 reproduces TA_INT_EMA called with a later start
-    index (how TA-Lib's MACD seeds its fast EMA)."""
+    """TA-Lib EMA along the run from s: seed = SMA of the p values ending at s+first (see
+    _seed_mean), then prev += k (x - prev) with k = 2 / (p + 1) (see _ema_step). first >= p - 1
+    reproduces TA_INT_EMA called with a later start index (how TA-Lib's MACD seeds its fast
+    EMA)."""
     f = s + first
     w = min(f + 1, e)
     k = _warm(x, s, w, out)
@@ -629,19 +662,16 @@ def _ema_run(x: np.ndarray, s: int, e: int, p: int, first: int, out: np.ndarray)
         out[s:e] = np.nan
         return e
     out[s:f] = np.nan
-    acc = 0.0
-    for j in range(f - p + 1, f + 1):
-        acc += x[j]
-    prev = acc / p
+    prev = _seed_mean(x, f - p + 1, f + 1)
     out[f] = prev
-    kk = 2.0 / (p + 1)
+    keep, kk = _ema_k(p)
     xa = x[f + 1 : e]
     o = out[f + 1 : e]
     for j in range(xa.shape[0]):
         v = xa[j]
         if np.isnan(v):
             return f + 1 + j
-        prev = (v - prev) * kk + prev
+        prev = _ema_step(prev, v, keep, kk)
         o[j] = prev
     return e
 
@@ -739,7 +769,7 @@ def ema_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     return ema_offset_nb(x, period, period - 1, out)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def ema_pair_nb(x: np.ndarray, p1: int, p2: int, out1: np.ndarray, out2: np.ndarray) -> None:
     """Two TA-Lib EMAs of x in one pass, equal bit for bit to `ema_nb` of each: the runs are
     seeded one series at a time, then both recursions advance in the same loop. Each is a
@@ -749,8 +779,8 @@ def ema_pair_nb(x: np.ndarray, p1: int, p2: int, out1: np.ndarray, out2: np.ndar
     if p1 > p2:
         p1, p2 = p2, p1
         out1, out2 = out2, out1
-    k1 = 2.0 / (p1 + 1)
-    k2 = 2.0 / (p2 + 1)
+    keep1, k1 = _ema_k(p1)
+    keep2, k2 = _ema_k(p2)
     i = n - n  # int64, not Literal[int](0): a literal would compile the engine twice
     while i < n:
         if np.isnan(x[i]):
@@ -776,8 +806,8 @@ def ema_pair_nb(x: np.ndarray, p1: int, p2: int, out1: np.ndarray, out2: np.ndar
             if np.isnan(v):
                 i = lim + j
                 break
-            a = (v - a) * k1 + a
-            b = (v - b) * k2 + b
+            a = _ema_step(a, v, keep1, k1)
+            b = _ema_step(b, v, keep2, k2)
             o1[j] = a
             o2[j] = b
 
@@ -798,7 +828,7 @@ def rsi_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndar
     return res
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _macd_run(
     x: np.ndarray,
     s: int,
@@ -825,14 +855,8 @@ def _macd_run(
     sig[s:i0] = np.nan
     hist[s:i0] = np.nan
     slow_ema[s:i0] = np.nan
-    acc = 0.0
-    for j in range(s, i0 + 1):
-        acc += x[j]
-    se = acc / slow
-    acc = 0.0
-    for j in range(i0 - fast + 1, i0 + 1):
-        acc += x[j]
-    fe = acc / fast
+    se = _seed_mean(x, s, i0 + 1)
+    fe = _seed_mean(x, i0 - fast + 1, i0 + 1)
     keep_slow = slow_ema.shape[0] != 0
     if keep_slow:
         slow_ema[i0] = se
@@ -847,9 +871,9 @@ def _macd_run(
         line[i0] = np.nan
         sig[i0] = np.nan
         hist[i0] = np.nan
-    ks = 2.0 / (slow + 1)
-    kf = 2.0 / (fast + 1)
-    kg = 2.0 / (signal + 1)
+    keep_s, ks = _ema_k(slow)
+    keep_f, kf = _ema_k(fast)
+    keep_g, kg = _ema_k(signal)
     nwarm = signal - 1  # bars after i0 whose line values only feed the signal's seed
     xa = x[i0 + 1 : e]
     so = slow_ema[i0 + 1 : e]
@@ -860,8 +884,8 @@ def _macd_run(
         v = xa[j]
         if np.isnan(v):
             return i0 + 1 + j
-        se = (v - se) * ks + se
-        fe = (v - fe) * kf + fe
+        se = _ema_step(se, v, keep_s, ks)
+        fe = _ema_step(fe, v, keep_f, kf)
         if keep_slow:
             so[j] = se
         lv = fe - se
@@ -877,7 +901,7 @@ def _macd_run(
                 go[j] = np.nan
                 ho[j] = np.nan
             continue
-        sv = (lv - sv) * kg + sv
+        sv = _ema_step(sv, lv, keep_g, kg)
         lo[j] = lv
         go[j] = sv
         ho[j] = lv - sv

@@ -382,10 +382,19 @@ def test_ema_chains_never_look_ahead() -> None:
 
 
 def test_emas_of_a_flat_price_are_exactly_flat() -> None:
-    """Two EMAs of an unchanging price must not cross on rounding noise: from an exact seed
-    (a mean of equal values) TA-Lib's step keeps every EMA exactly at the price."""
-    for out in _ema_outputs(np.full(3000, 61_234.5))[:3]:
-        assert (out[~np.isnan(out)] == 61_234.5).all()
+    """Two EMAs of an unchanging price must not cross on rounding noise: every EMA stays
+    exactly at the price, at any price level and period. (TA-Lib's seed, sum / p, is an ulp
+    off for most levels, e.g. 2 in 3 random levels at p = 12, and its EMA never gets back.)"""
+    levels = [61_234.5, *np.random.default_rng(4).uniform(1e-6, 1e7, 300)]
+    for level in levels:
+        x = np.full(300, level)
+        for out in _ema_outputs(x)[:3]:
+            assert (out[~np.isnan(out)] == level).all(), level
+        for p in (1, 2, 3, 4, 5, 7, 13, 50, 200):
+            out = K.ema_nb(x, p)
+            assert (out[p - 1 :] == level).all(), (level, p)
+        line, sig, hist = K.macd_nb(x, 12, 26, 9)
+        assert (line[33:] == 0.0).all() and (sig[33:] == 0.0).all(), level
 
 
 def test_ema_chains_stay_within_1e_12_of_talib_over_long_series() -> None:
