@@ -19,6 +19,7 @@ from pathlib import Path
 KERNEL_MODULES = (
     "backtest/engine_nb.py",
     "indicators/_classic_nb.py",
+    "indicators/_fma.py",
     "indicators/_stats_nb.py",
     "indicators/kernels.py",
     "market/synthetic.py",
