@@ -17,9 +17,9 @@ from pathlib import Path
 
 # every botq module that defines numba kernels (tests/unit/test_kernel_cache.py checks this)
 KERNEL_MODULES = (
+    "_intrinsics.py",
     "backtest/engine_nb.py",
     "indicators/_classic_nb.py",
-    "indicators/_fma.py",
     "indicators/_stats_nb.py",
     "indicators/kernels.py",
     "market/synthetic.py",

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from botq._intrinsics import ctz
 from botq.backtest.enums import (
     ActCol,
     ActionType,
@@ -434,20 +435,37 @@ def _return_sums_nb(before, after, cash, hold):
     return s1, s2, s3
 
 
+# x * _PACK >> 56 gathers the low bits of x's eight bytes (each 0 or 1) into one byte, the
+# first byte's in bit 0 (little-endian), so that eight flags become eight bits in a multiply
+_PACK = np.uint64(0x0102040810204080)
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _next_set_nb(flags, words, j, end):
-    """First k in [j, end) with flags[k] != 0, else end; `words` is flags viewed as uint64,
-    so that long quiet stretches are crossed eight candles at a time."""
-    while j < end and j & 7:
-        if flags[j]:
-            return j
-        j += 1
-    while j + 8 <= end and words[j >> 3] == 0:
-        j += 8
-    while j < end:
-        if flags[j]:
-            return j
-        j += 1
+def _pack_nb(flags, packed, m):
+    """packed[k] = flags[8k .. 8k+7] as the bits of one byte, for the first m flags (0 or 1;
+    flags' length a multiple of 8). Viewed as uint64, packed is a bitset of 64 candles a word."""
+    w8 = flags.view(np.uint64)
+    for k in range((m + 7) >> 3):
+        packed[k] = np.uint8((w8[k] * _PACK) >> np.uint64(56))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_bit_nb(bits, j, end):
+    """First k in [j, end) whose bit is set in the bitset `bits` (uint64 words), else end:
+    a word and a count of trailing zeros per 64 candles, with no branch per candle to
+    mispredict (a byte-per-candle scan cost ~17% of the walk on a crossover)."""
+    w = j >> 6
+    word = bits[w] >> np.uint64(j & 63)
+    if word != 0:
+        r = j + ctz(word)
+        return r if r < end else end
+    w += 1
+    while (w << 6) < end:
+        word = bits[w]
+        if word != 0:
+            r = (w << 6) + ctz(word)
+            return r if r < end else end
+        w += 1
     return end
 
 
@@ -645,14 +663,16 @@ def simulate_nb(
     mask = np.empty((n_act, min(n, _BLOCK)), np.bool_)
     codes = np.empty((n_trig, min(n, _BLOCK) + 1), np.uint8)
     src = _code_sources_nb(trig_int, trig_f, t_lo, t_hi)
-    # per candle of the block: some open_long may act / some buy or sell may act
-    width = (min(n, _BLOCK) + 7) // 8 * 8
+    # per candle of the block: some open_long may act / some buy or sell may act / either,
+    # as bytes and packed into bitsets (for skipping ahead)
+    width = (min(n, _BLOCK) + 63) // 64 * 64
     any_open = np.zeros(width, np.uint8)
-    any_manage = np.zeros(width, np.uint8)  # buy or sell
-    any_act = np.zeros(width, np.uint8)  # either
-    open_words = any_open.view(np.uint64)
-    manage_words = any_manage.view(np.uint64)
-    act_words = any_act.view(np.uint64)
+    any_manage = np.zeros(width, np.uint8)
+    any_act = np.zeros(width, np.uint8)
+    packed = np.zeros((3, width // 8), np.uint8)
+    open_bits = packed[0].view(np.uint64)
+    manage_bits = packed[1].view(np.uint64)
+    act_bits = packed[2].view(np.uint64)
     has_open = False
     for a in range(a_lo, a_hi):
         if act_int[a, _A_TYPE] == _OPEN:
@@ -687,6 +707,9 @@ def simulate_nb(
                     flags[q] |= row[q]
             for q in range(m):
                 any_act[q] = any_open[q] | any_manage[q]
+            _pack_nb(any_open, packed[0], m)
+            _pack_nb(any_manage, packed[1], m)
+            _pack_nb(any_act, packed[2], m)
         # Skip ahead to the next candle on which some action may act, marking the portfolio
         # to each close on the way: nothing else can change while no order is queued and no
         # open position has per-candle state (trailing peaks) to follow.
@@ -695,16 +718,16 @@ def simulate_nb(
             end = nxt - blk
             full = state[0] >= max_pos and not next_open and not verbose
             if state[0] == 0:
-                j = _next_set_nb(any_open, open_words, j, end) if has_open else end
+                j = _next_bit_nb(open_bits, j, end) if has_open else end
             elif full:
                 # fully invested: an open_long signal can only be counted as refused
-                j = _next_set_nb(any_manage, manage_words, j, end)
+                j = _next_bit_nb(manage_bits, j, end)
                 if has_open and j > i - blk:
                     _count_capped_nb(
                         mask, act_int, act_f, a_lo, a_hi, g_counts, close, blk, i - blk, j, stats
                     )
             else:
-                j = _next_set_nb(any_act, act_words, j, end)
+                j = _next_bit_nb(act_bits, j, end)
             stop = blk + j
             if stop > i:
                 cash = stats[_S_CASH]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from botq.indicators._fma import fma
+from botq._intrinsics import fma
 
 # A guarded running sum re-sums its window when |value| < _TOL * (sum of magnitudes it has
 # absorbed since the last exact sum), bounding relative error by about eps / _TOL ~ 2e-9 in

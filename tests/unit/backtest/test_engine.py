@@ -620,3 +620,21 @@ def test_equity_is_built_on_first_use_and_matches_the_run(fill: str) -> None:
     ref = M.from_equity(eq.to_numpy(), capital=1000.0, bars_per_year=525_960.0)
     for k in ("max_drawdown_pct", "sharpe", "sortino"):
         assert r.metrics[k] == pytest.approx(ref[k], rel=1e-9), k
+
+
+@pytest.mark.parametrize("max_positions", [1, 3])
+@pytest.mark.parametrize("n", [4100, 5000])
+def test_signals_on_word_and_block_edges_are_all_seen(max_positions: int, n: int) -> None:
+    """The walk skips quiet candles 64 at a time and works in blocks of 2,048: signals on the
+    first and last candle of a word, of a block and of the series all fill where they fire."""
+    ticks = [0, 63, 64, 127, 128, 2046, 2047, 2048, 2049, 4095, 4096, n - 1]
+    closes = np.full(n, 10.0)
+    closes[ticks[0::2]] = 11.0  # open_long fires
+    closes[ticks[1::2]] = 9.0  # sell fires
+    s = strategy(
+        action("open_long", "50%", price(">", 10)),
+        action("sell", "100%", price("<", 10)),
+        max_open_positions=max_positions,
+    )
+    got = [f[:2] for f in fills(run(s, candles(closes), fee=0.0))]
+    assert got == [(t, "open_long" if k % 2 == 0 else "sell") for k, t in enumerate(ticks)]

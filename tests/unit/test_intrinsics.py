@@ -1,11 +1,12 @@
-"""botq's fused multiply-add for numba kernels: one rounding, as the EMA step relies on."""
+"""The LLVM intrinsics botq's kernels use: fma rounds once (the EMA step relies on it), ctz counts
+trailing zero bits (the backtest walk scans bitsets with it)."""
 
 from fractions import Fraction
 
 import numpy as np
 from numba import njit
 
-from botq.indicators._fma import fma
+from botq._intrinsics import ctz, fma
 
 
 @njit(cache=True)
@@ -33,3 +34,17 @@ def test_fma_is_the_correctly_rounded_result() -> None:
         assert _fma_nb(a, b, c) == float(exact)
     assert np.isnan(_fma_nb(np.inf, 0.0, 1.0))
     assert _fma_nb(2.0, 3, np.float32(1.5)) == 7.5  # integer and float32 arguments are cast
+
+
+@njit(cache=True)
+def _ctz_nb(x: np.uint64) -> int:
+    return ctz(x)
+
+
+def test_ctz_counts_trailing_zero_bits() -> None:
+    for k in range(64):
+        assert _ctz_nb(np.uint64(1) << np.uint64(k)) == k
+        assert _ctz_nb(np.uint64(2**64 - 1) << np.uint64(k)) == k
+    rng = np.random.default_rng(5)
+    for x in rng.integers(1, 2**63, 500, dtype=np.uint64):
+        assert _ctz_nb(x) == (int(x) & -int(x)).bit_length() - 1
