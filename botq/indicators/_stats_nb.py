@@ -162,6 +162,16 @@ def _sq_log_range(high: np.ndarray, low: np.ndarray, v: np.ndarray) -> None:
                 v[t] = r * r
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _sqrt_scaled(m: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
+    """out = sqrt(scale * m), NaN where that is NaN or negative (out may be m), in a loop of
+    its own, which LLVM vectorises."""
+    for t in range(out.shape[0]):
+        x = m[t] * scale
+        out[t] = math.sqrt(x) if x >= 0.0 else np.nan
+    return out
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def parkinson_nb(
     high: np.ndarray, low: np.ndarray, period: int, out: np.ndarray | None = None
@@ -170,8 +180,9 @@ def parkinson_nb(
     last `period` bars (not annualised).
 
     In blocks of 4 _CHUNK bars: the squared logs of the block and the period - 1 bars before it
-    (_sq_log_range), their rolling mean (sma_nb: NaN-free runs, exact re-sums) and the square
-    roots, all in two small buffers, so no full-length intermediate array is written.
+    (_sq_log_range), their rolling mean (rolling_mean_nb: NaN-free runs, exact re-sums) and the
+    square roots (_sqrt_scaled), all in two small buffers, so no full-length intermediate array
+    is written.
     """
     n = high.shape[0]
     res = _alloc(out, n)
@@ -187,24 +198,16 @@ def parkinson_nb(
         v = vb[:k]
         m = mb[:k]
         _sq_log_range(high[lo:t1], low[lo:t1], v)
-        sma_nb(v, period, m)
-        o = res[t0:t1]
-        mm = m[t0 - lo :]
-        for j in range(t1 - t0):
-            x = mm[j] * scale
-            o[j] = math.sqrt(x) if x >= 0.0 else np.nan
+        rolling_mean_nb(v, period, m)
+        _sqrt_scaled(m[t0 - lo :], scale, res[t0:t1])
     return res
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sqrt_mean(v: np.ndarray, period: int, scale: float, out: np.ndarray) -> np.ndarray:
-    """out = sqrt(scale * rolling mean of v), NaN where that mean is NaN or negative; the
-    square roots are taken in a separate loop, which LLVM vectorises."""
+    """out = sqrt(scale * rolling mean of v), NaN where that mean is NaN or negative."""
     rolling_mean_nb(v, period, out)
-    for t in range(out.shape[0]):
-        m = out[t] * scale
-        out[t] = math.sqrt(m) if m >= 0.0 else np.nan
-    return out
+    return _sqrt_scaled(out, scale, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
