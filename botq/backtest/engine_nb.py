@@ -663,12 +663,11 @@ def simulate_nb(
     mask = np.empty((n_act, min(n, _BLOCK)), np.bool_)
     codes = np.empty((n_trig, min(n, _BLOCK) + 1), np.uint8)
     src = _code_sources_nb(trig_int, trig_f, t_lo, t_hi)
-    # per candle of the block: some open_long may act / some buy or sell may act / either,
-    # as bytes and packed into bitsets (for skipping ahead)
+    # per candle of the block: some open_long may act / some buy or sell may act, as bytes,
+    # packed into bitsets (for skipping ahead) with a third for either
     width = (min(n, _BLOCK) + 63) // 64 * 64
     any_open = np.zeros(width, np.uint8)
     any_manage = np.zeros(width, np.uint8)
-    any_act = np.zeros(width, np.uint8)
     packed = np.zeros((3, width // 8), np.uint8)
     open_bits = packed[0].view(np.uint64)
     manage_bits = packed[1].view(np.uint64)
@@ -705,11 +704,10 @@ def simulate_nb(
                 flags = any_open if act_int[a, _A_TYPE] == _OPEN else any_manage
                 for q in range(m):
                     flags[q] |= row[q]
-            for q in range(m):
-                any_act[q] = any_open[q] | any_manage[q]
             _pack_nb(any_open, packed[0], m)
             _pack_nb(any_manage, packed[1], m)
-            _pack_nb(any_act, packed[2], m)
+            for w in range(act_bits.shape[0]):
+                act_bits[w] = open_bits[w] | manage_bits[w]
         # Skip ahead to the next candle on which some action may act, marking the portfolio
         # to each close on the way: nothing else can change while no order is queued and no
         # open position has per-candle state (trailing peaks) to follow.
