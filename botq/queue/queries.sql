@@ -45,11 +45,14 @@ SELECT status::text, count(*) FROM botq_tasks WHERE parent_id = %(id)s GROUP BY 
 -- name: cancel
 -- A pending task is cancelled at once; a running one is asked to stop (its handler sees
 -- ctx.cancelled); a parent waiting for its children is cancelled at once; children of the
--- task (bulk runs) are cancelled with it.
+-- task (bulk runs) are cancelled with it. The rows are locked FOR NO KEY UPDATE (what the
+-- UPDATE takes anyway), which does not wait for the key-share locks that inserts referencing
+-- them hold (a child being enqueued, a backtest run being saved): FOR UPDATE did, and
+-- deadlocked with such an insert when it locked the parent and the child in the other order.
 WITH target AS (
     SELECT id, status FROM botq_tasks
     WHERE (id = %(id)s OR parent_id = %(id)s) AND status IN ('pending', 'running')
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ), done AS (
     UPDATE botq_tasks t
     SET status = CASE WHEN target.status = 'pending' OR t.waiting_children
@@ -95,26 +98,52 @@ SELECT extract(epoch FROM min(run_after) - now()) FROM botq_tasks WHERE status =
 -- Batched end of attempts: completed, cancelled, failed for good, back to pending for a retry
 -- (run_after pushed out by the backoff the worker computed), or waiting: a parent whose own
 -- work is done stays running, held by no worker, until its children finish (settle_parents).
-UPDATE botq_tasks t
-SET status = (CASE WHEN f.status = 'waiting' THEN 'running' ELSE f.status END)::botq_task_status,
-    waiting_children = f.status = 'waiting',
-    worker_id = CASE WHEN f.status = 'waiting' THEN NULL ELSE t.worker_id END,
-    result = f.result,
-    error = f.error,
-    traceback = f.traceback,
-    errors = CASE WHEN f.error IS NULL THEN t.errors
-                  ELSE t.errors || jsonb_build_array(jsonb_build_object(
-                      'attempt', t.attempts, 'at', now(), 'error', f.error)) END,
-    run_after = CASE WHEN f.status = 'pending' THEN now() + make_interval(secs => f.delay_s)
-                     ELSE t.run_after END,
-    finished_at = CASE WHEN f.status IN ('pending', 'waiting') THEN NULL ELSE now() END,
-    progress = CASE WHEN f.status = 'completed' THEN 1 ELSE t.progress END,
-    lease_token = NULL, lease_expires_at = NULL
-FROM jsonb_to_recordset(%(outcomes)s::jsonb)
-     AS f (id bigint, token uuid, status text, result jsonb, error text, traceback text,
-           delay_s float8)
-WHERE t.id = f.id AND t.lease_token = f.token AND t.status = 'running'
-RETURNING t.id, t.status::text, t.type, t.error, t.attempts, t.parent_id, t.waiting_children
+-- A task asked to stop is not retried: an attempt that failed before its worker saw the
+-- request (a race with cancel) ends cancelled. A parent that ends cancelled, or waits though
+-- asked to stop, cancels the children that its cancel could not see yet (enqueued by the
+-- handler while the cancel ran) and asks its running ones to stop.
+WITH f AS (
+    SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+        AS f (id bigint, token uuid, status text, result jsonb, error text, traceback text,
+              delay_s float8)
+), fin AS (
+    UPDATE botq_tasks t
+    SET status = (CASE WHEN f.status = 'waiting' THEN 'running'
+                       WHEN f.status = 'pending' AND t.cancel_requested THEN 'cancelled'
+                       ELSE f.status END)::botq_task_status,
+        waiting_children = f.status = 'waiting',
+        worker_id = CASE WHEN f.status = 'waiting' THEN NULL ELSE t.worker_id END,
+        result = f.result,
+        error = f.error,
+        traceback = f.traceback,
+        errors = CASE WHEN f.error IS NULL THEN t.errors
+                      ELSE t.errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', t.attempts, 'at', now(), 'error', f.error)) END,
+        run_after = CASE WHEN f.status = 'pending' THEN now() + make_interval(secs => f.delay_s)
+                         ELSE t.run_after END,
+        finished_at = CASE WHEN f.status = 'waiting'
+                             OR (f.status = 'pending' AND NOT t.cancel_requested) THEN NULL
+                           ELSE now() END,
+        progress = CASE WHEN f.status = 'completed' THEN 1 ELSE t.progress END,
+        lease_token = NULL, lease_expires_at = NULL
+    FROM f
+    WHERE t.id = f.id AND t.lease_token = f.token AND t.status = 'running'
+    RETURNING t.id, t.status::text AS status, t.type, t.error, t.attempts, t.parent_id,
+              t.waiting_children, t.cancel_requested
+), orphans AS (
+    UPDATE botq_tasks c
+    SET status = CASE WHEN c.status = 'pending' THEN 'cancelled'::botq_task_status
+                      ELSE c.status END,
+        finished_at = CASE WHEN c.status = 'pending' THEN now() ELSE c.finished_at END,
+        cancel_requested = true
+    FROM fin
+    WHERE c.parent_id = fin.id AND fin.cancel_requested
+      AND (fin.status = 'cancelled' OR fin.waiting_children)
+      AND c.status IN ('pending', 'running') AND NOT c.cancel_requested
+      AND c.id NOT IN (SELECT id FROM f)
+    RETURNING c.id
+)
+SELECT id, status, type, error, attempts, parent_id, waiting_children FROM fin
 
 -- name: settle_parents
 -- Parents waiting for children: progress = finished children / children; once all have
@@ -148,22 +177,28 @@ RETURNING p.id, p.status::text
 
 -- name: release
 -- Hand claimed tasks back (graceful stop, prefetched work not started): no attempt counted.
+-- Tasks asked to stop meanwhile are cancelled instead (here and below: what goes back to
+-- pending is run again, and nothing would cancel it any more).
 UPDATE botq_tasks t
-SET status = 'pending', attempts = greatest(t.attempts - 1, 0), lease_token = NULL,
+SET status = (CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'pending' END)::botq_task_status,
+    finished_at = CASE WHEN t.cancel_requested THEN now() END,
+    attempts = greatest(t.attempts - 1, 0), lease_token = NULL,
     lease_expires_at = NULL, worker_id = NULL, started_at = NULL
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r (id, token)
 WHERE t.id = r.id AND t.lease_token = r.token AND t.status = 'running'
-RETURNING t.id, pg_notify('botq_tasks', '')
+RETURNING t.id, t.status::text, t.parent_id, pg_notify('botq_tasks', '')
 
 -- name: release_started
 -- Hand back tasks whose handler did not finish before a graceful stop's timeout: the attempt
 -- counts, the task runs again at once elsewhere.
 UPDATE botq_tasks t
-SET status = 'pending', lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
+SET status = (CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'pending' END)::botq_task_status,
+    finished_at = CASE WHEN t.cancel_requested THEN now() END,
+    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
     run_after = now(), error = 'released: worker stopped before the task finished'
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r (id, token)
 WHERE t.id = r.id AND t.lease_token = r.token AND t.status = 'running'
-RETURNING t.id, pg_notify('botq_tasks', '')
+RETURNING t.id, t.status::text, t.parent_id, pg_notify('botq_tasks', '')
 
 -- name: heartbeat
 -- Extend leases, write progress, and report which tasks were asked to stop.
@@ -178,25 +213,28 @@ RETURNING t.id, t.cancel_requested
 
 -- name: expire_leases
 -- Tasks whose worker stopped heartbeating: back to pending (the attempt counted at claim), or
--- failed when no retry is left.
+-- failed when no retry is left, or cancelled when asked to stop.
 UPDATE botq_tasks
-SET status = CASE WHEN attempts > max_retries THEN 'failed'::botq_task_status
+SET status = CASE WHEN cancel_requested THEN 'cancelled'::botq_task_status
+                  WHEN attempts > max_retries THEN 'failed'::botq_task_status
                   ELSE 'pending'::botq_task_status END,
-    finished_at = CASE WHEN attempts > max_retries THEN now() END,
+    finished_at = CASE WHEN cancel_requested OR attempts > max_retries THEN now() END,
     error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating',
     errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempts, 'at', now(),
         'error', 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating')),
     lease_token = NULL, lease_expires_at = NULL, run_after = now()
 WHERE status = 'running' AND lease_expires_at < now()
-RETURNING id, type, status::text, worker_id
+RETURNING id, type, status::text, worker_id, parent_id
 
 -- name: recover_stale
 UPDATE botq_tasks
-SET status = 'pending', lease_token = NULL, lease_expires_at = NULL, run_after = now(),
+SET status = (CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END)::botq_task_status,
+    finished_at = CASE WHEN cancel_requested THEN now() END,
+    lease_token = NULL, lease_expires_at = NULL, run_after = now(),
     error = 'recovered: running for longer than ' || %(running_for_s)s || ' s'
 WHERE status = 'running' AND NOT waiting_children
   AND started_at < now() - make_interval(secs => %(running_for_s)s)
-RETURNING id, type, worker_id
+RETURNING id, type, worker_id, status::text, parent_id
 
 -- name: purge
 WITH gone AS (

@@ -13,9 +13,11 @@ from psycopg.rows import dict_row
 
 from botq.db.sql import load_queries
 from botq.errors import QueueError
-from botq.queue.model import Status, Task, parse_priority, parse_status
+from botq.queue.model import FINISHED, Status, Task, parse_priority, parse_status
 
 if TYPE_CHECKING:
+    import psycopg
+
     from botq.db.database import Database
 
 Q = load_queries("botq.queue")
@@ -42,6 +44,19 @@ def check_payload(payload: Any, *, where: str = "payload") -> dict[str, Any]:
     """Like `encode_payload`, returning the payload as a plain dict."""
     encode_payload(payload, where=where)
     return dict(payload)
+
+
+def settle_parents(conn: psycopg.Connection[Any], parent_ids: Iterable[int]) -> None:
+    """Let parents waiting for their children see the children that just finished: they
+    complete (or end cancelled) once the last one has."""
+    ids = sorted(set(parent_ids))
+    if ids:
+        conn.execute(Q["settle_parents"], {"ids": ids}).fetchall()
+
+
+def finished_parents(rows: Iterable[tuple[str, int | None]]) -> list[int]:
+    """Parents of the (status, parent_id) rows whose task has finished."""
+    return [parent for status, parent in rows if parent is not None and status in FINISHED]
 
 
 def _refuse_secrets(value: Any, path: str) -> None:
@@ -230,11 +245,13 @@ class TaskQueue:
             delay = min(delay * 1.5, 0.1)  # a finished task is seen within 0.1 s
 
     def recover_stale(self, running_for: timedelta | float = timedelta(hours=1)) -> int:
-        """Reset tasks `running` for longer than `running_for` to pending; return how many."""
+        """Reset tasks `running` for longer than `running_for` to pending (cancelled, if they
+        were asked to stop); return how many."""
         seconds = _seconds(running_for)
         with self.db.connection() as conn:
             rows = conn.execute(Q["recover_stale"], {"running_for_s": seconds}).fetchall()
-        for task_id, task_type, worker_id in rows:
+            settle_parents(conn, finished_parents((r[3], r[4]) for r in rows))
+        for task_id, task_type, worker_id, _, _ in rows:
             self.db.activity.log(
                 "queue",
                 "warning",
@@ -252,12 +269,13 @@ class TaskQueue:
         """Hand back tasks whose worker stopped heartbeating; return how many."""
         with self.db.connection() as conn:
             rows = conn.execute(Q["expire_leases"]).fetchall()
-        for task_id, task_type, status, worker_id in rows:
-            final = status == Status.FAILED
+            settle_parents(conn, finished_parents((r[2], r[4]) for r in rows))
+        for task_id, task_type, status, worker_id, _ in rows:
+            final = status != Status.PENDING
             self.db.activity.log(
                 "queue",
                 "error" if final else "warning",
-                "task failed" if final else "lease expired",
+                f"task {status}" if final else "lease expired",
                 {
                     "task_id": task_id,
                     "type": task_type,

@@ -38,9 +38,9 @@ from botq.db.database import redact
 from botq.db.sql import load_queries
 from botq.errors import PayloadError
 from botq.queue.handlers import Context, Handler, RetryPolicy, lookup, registered
-from botq.queue.model import FINISHED, Priority, Status, Task
+from botq.queue.model import Priority, Status, Task
 from botq.queue.scheduler import due_jobs
-from botq.queue.taskqueue import check_payload
+from botq.queue.taskqueue import check_payload, finished_parents, settle_parents
 from botq.secrets import scrub
 
 if TYPE_CHECKING:
@@ -401,15 +401,11 @@ class Worker:
         with self._cv:
             for o in batch:
                 self._held.pop(o.id, None)
-        parents = {
-            parent_id
-            for _, status, _, _, _, parent_id, _ in rows
-            if parent_id is not None and status in FINISHED
-        }
-        parents.update(task_id for task_id, *_, waiting in rows if waiting)
+        parents = finished_parents((status, parent_id) for _, status, *_, parent_id, _ in rows)
+        parents += [task_id for task_id, *_, waiting in rows if waiting]
         if parents:
             with self.db.worker_connection() as conn:
-                conn.execute(Q["settle_parents"], {"ids": sorted(parents)}).fetchall()
+                settle_parents(conn, parents)
         for task_id, status, task_type, error, attempts, _, waiting in rows:
             if status == "failed":
                 self.stats.failed += 1
@@ -445,7 +441,9 @@ class Worker:
 
         def go() -> None:
             with self.db.worker_connection() as conn:
-                conn.execute(query, params).fetchall()
+                rows = conn.execute(query, params).fetchall()
+                # tasks asked to stop are cancelled, not handed back: their parents may be done
+                settle_parents(conn, finished_parents((r[1], r[2]) for r in rows))
 
         self._retrying_db(go, attempts=20)
         with self._cv:
