@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from botq.db.database import Database
-from botq.queue.taskqueue import Q
+from botq.queue.taskqueue import Q, finished_parents, settle_parents
 from botq.queue.worker import _finish_params, _Outcome
 
 CLAIM = {"types": None, "limit": 1, "lease_s": 30.0, "worker_id": "w1"}
@@ -123,7 +123,7 @@ def test_a_cancelled_parent_cancels_children_its_cancel_did_not_see(db: Database
         token = claim(db, parent)
         late = db.queue.enqueue_many([("Chunk", {"i": i}) for i in range(3)], parent_id=parent)
         running = late[0]
-        claim(db, running)
+        child_token = claim(db, running)
         with db.connection() as conn:  # the cancel that committed before the children did
             conn.execute("UPDATE botq_tasks SET cancel_requested = true WHERE id = %s", (parent,))
         rows = finish(db, _Outcome(parent, token, end))
@@ -136,9 +136,9 @@ def test_a_cancelled_parent_cancels_children_its_cancel_did_not_see(db: Database
                 "SELECT status::text, cancel_requested FROM botq_tasks WHERE id = %s", (running,)
             ).fetchone()
         assert asked == ("running", True)
-        # cleanup for the next round: the running child ends as its worker sees the request
+        # the running child stops as its worker sees the request; the worker then settles
+        # the parent, which ends cancelled either way
+        done = finish(db, _Outcome(running, child_token, "cancelled"))
         with db.connection() as conn:
-            conn.execute(
-                "UPDATE botq_tasks SET status = 'cancelled', finished_at = now() WHERE id = %s",
-                (running,),
-            )
+            settle_parents(conn, finished_parents((r[1], r[5]) for r in done))
+        assert status(db, parent) == "cancelled"
