@@ -439,11 +439,14 @@ class Worker:
         params = {"ids": [i.task.id for i in items], "tokens": [i.token for i in items]}
         query = Q["release_started"] if started else Q["release"]
 
+        parents: list[int] = []  # kept across retries: a second release returns no rows
+
         def go() -> None:
             with self.db.worker_connection() as conn:
                 rows = conn.execute(query, params).fetchall()
                 # tasks asked to stop are cancelled, not handed back: their parents may be done
-                settle_parents(conn, finished_parents((r[1], r[2]) for r in rows))
+                parents.extend(finished_parents((r[1], r[2]) for r in rows))
+                settle_parents(conn, parents)
 
         self._retrying_db(go, attempts=20)
         with self._cv:
